@@ -1,0 +1,25 @@
+"""The HTTP engine: one place for httpx, pacing, 429-aware retries and error mapping."""
+
+from prefect_sessions.http.auth import SecretHeaderAuth
+from prefect_sessions.http.client import DEFAULT_TIMEOUT, USER_AGENT, HttpClient, RequestStats
+from prefect_sessions.http.hints import RateLimitInfo, RetryHint, rate_limit_info, retry_hint
+from prefect_sessions.http.pacing import Pacer, reset_shared_pacers, shared_pacer
+from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_status
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "USER_AGENT",
+    "HttpClient",
+    "Pacer",
+    "RateLimitInfo",
+    "RequestStats",
+    "RetryHint",
+    "RetryPolicy",
+    "SecretHeaderAuth",
+    "compute_wait",
+    "is_retryable_status",
+    "rate_limit_info",
+    "reset_shared_pacers",
+    "retry_hint",
+    "shared_pacer",
+]

@@ -1,0 +1,48 @@
+"""Credentials on the wire: a secret stays a ``SecretStr`` until the header is built.
+
+httpx's :class:`httpx.Auth` is the seam: the header is added to the outgoing request inside
+``auth_flow`` and nowhere else, so neither the client, its repr nor an error ever holds the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import httpx
+from pydantic import SecretStr
+
+from prefect_sessions.http.pacing import credential_fingerprint
+
+
+class SecretHeaderAuth(httpx.Auth):
+    """Send a secret in one header, raw (Voiceflow, Vectara, LiveAvatar keys) or with a scheme.
+
+    Args:
+        header: the header name, e.g. ``"authorization"`` or ``"x-api-key"``.
+        secret: the key or token.
+        scheme: a prefix such as ``"Bearer"``, or ``None`` for the raw value.
+    """
+
+    def __init__(self, header: str, secret: SecretStr, scheme: str | None = None) -> None:
+        if not isinstance(secret, SecretStr):
+            raise TypeError("secret must be a pydantic SecretStr, never a plain string")
+        self.header = header
+        self.scheme = scheme
+        self._secret = secret
+
+    @property
+    def fingerprint(self) -> str:
+        """A non-reversible name of the credential, used to share pacing per key."""
+        return credential_fingerprint(self._secret.get_secret_value())
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The plain values this auth sends, so the engine can redact them from server text."""
+        return (self._secret.get_secret_value(),)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        value = self._secret.get_secret_value()
+        request.headers[self.header] = f"{self.scheme} {value}" if self.scheme else value
+        yield request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(header={self.header!r}, secret=SecretStr('**********'))"

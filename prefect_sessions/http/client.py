@@ -1,0 +1,455 @@
+"""The one HTTP engine every provider goes through: pacing, 429-aware retries and typed errors.
+
+A provider client builds requests and reads bodies; it never loops, sleeps or classifies a status.
+Each request states whether it is safe to replay (``idempotent``), and that single bit decides what
+a failure may lead to (see :func:`prefect_sessions.http.retry.is_retryable_status`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, NoReturn
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from prefect_sessions._version import __version__
+from prefect_sessions.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InvalidRequestError,
+    NotFoundError,
+    OutcomeUnknownError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+from prefect_sessions.http.auth import SecretHeaderAuth
+from prefect_sessions.http.error_bodies import read_error_body
+from prefect_sessions.http.hints import retry_hint, should_retry_header
+from prefect_sessions.http.pacing import Pacer, shared_pacer
+from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_status
+
+logger = logging.getLogger("prefect_sessions.http")
+
+USER_AGENT = f"prefect-sessions/{__version__}"
+
+#: Explicit timeouts: a turn that hangs must fail, not hold a batch slot forever.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+
+# Failures where no byte of the request can have reached the server.
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+_REDACTED = "**********"
+
+
+@dataclass
+class RequestStats:
+    """Counters of one client, for reports and benchmarks (never per-turn logs)."""
+
+    requests: int = 0
+    attempts: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    waited_seconds: float = 0.0
+
+
+def _error_class(status: int) -> type[ProviderError]:
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 404:
+        return NotFoundError
+    if status in (400, 409, 422):
+        return InvalidRequestError
+    if status == 429:
+        return RateLimitedError
+    if status >= 500 or status == 408:
+        return ProviderUnavailableError
+    return ProviderError
+
+
+def _validated_base_url(base_url: str) -> httpx.URL:
+    fix = "give an http(s) URL such as https://general-runtime.voiceflow.com"
+    try:
+        url = httpx.URL(base_url)
+    except (TypeError, httpx.InvalidURL) as exc:
+        raise ConfigurationError(f"base_url is not a valid URL: {fix}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must start with http:// or https://: {fix}")
+    if url.userinfo:
+        raise ConfigurationError(
+            "base_url must not carry a user name or password: put credentials in the block's "
+            "secret fields instead"
+        )
+    return url
+
+
+class HttpClient:
+    """An ``httpx.AsyncClient`` for one provider and one credential, used as a context manager.
+
+    Args:
+        provider: the provider's name for messages, e.g. ``"Voiceflow"``.
+        base_url: where the API lives; override it for private clouds or the local emulator.
+        auth: the credential sent on every request unless a request brings its own.
+        rate: requests per second to stay under, if known; the pacer also learns it from the
+            server's ``X-RateLimit-*`` headers.
+        retry: the retry policy.
+        timeout: connect/read/write/pool timeouts.
+        transport: an httpx transport (an ASGI app in process, a mock in unit tests).
+        sleep: the coroutine used to wait between attempts (injected by tests).
+        rand: a ``[0, 1)`` random source for jitter (injected by tests).
+        pacer: the pacer to use; by default the one shared by every client of this
+            (base URL, credential) in the process.
+
+    Example:
+        ```python
+        async with HttpClient(provider="Voiceflow", base_url=url, auth=auth) as http:
+            response = await http.request(
+                "POST", "/v4/interact", operation="interact", idempotent=False, json=body
+            )
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        auth: SecretHeaderAuth | None = None,
+        rate: float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rand: Callable[[], float] | None = None,
+        pacer: Pacer | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        if rate is not None and not rate > 0:
+            raise ConfigurationError("rate must be a positive number of requests per second")
+        self.provider = provider
+        self.base_url = _validated_base_url(base_url)
+        self.retry_policy = retry or RetryPolicy()
+        self.timeout = timeout or DEFAULT_TIMEOUT
+        self.stats = RequestStats()
+        self._auth = auth
+        self._headers = {"user-agent": USER_AGENT, **dict(headers or {})}
+        self._transport = transport
+        self._sleep = sleep or asyncio.sleep
+        self._rand = rand or random.random
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        fingerprint = auth.fingerprint if auth else "anonymous"
+        self.pacer = pacer or shared_pacer(str(self.base_url), fingerprint, rate)
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider!r}, base_url='{self.base_url}')"
+
+    async def __aenter__(self) -> HttpClient:
+        if self._closed:
+            raise RuntimeError(
+                f"this {self.provider} client is closed and cannot be reused: "
+                "get a new one from the credentials block"
+            )
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                auth=self._auth,
+                headers=self._headers,
+                timeout=self.timeout,
+                transport=self._transport,
+                limits=self._limits,
+                follow_redirects=False,
+            )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool; the client cannot be used afterwards."""
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _require_open(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError(
+                f"use the {self.provider} client inside 'async with', e.g. "
+                "'async with credentials.get_client() as client:'"
+            )
+        return self._client
+
+    # -- requests -------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        idempotent: bool,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: SecretHeaderAuth | None = None,
+    ) -> httpx.Response:
+        """Send a request, retrying what is safe to retry; return the successful response.
+
+        Raises:
+            AuthenticationError, NotFoundError, InvalidRequestError, RateLimitedError,
+            ProviderUnavailableError, OutcomeUnknownError, ProviderError.
+        """
+        client = self._require_open()
+        build = self._builder(client, method, path, json, params, headers)
+        return await self._send(client, build, operation, idempotent, auth, stream=False)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        idempotent: bool,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: SecretHeaderAuth | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Like :meth:`request`, for a streamed body (SSE); retries end once the headers are in.
+
+        A stream cut after it started raises :class:`OutcomeUnknownError` for a non-idempotent
+        request (the provider acted, at least in part) and :class:`ProviderUnavailableError`
+        otherwise. Either way the whole call must be repeated by the caller, never resumed.
+        """
+        client = self._require_open()
+        build = self._builder(client, method, path, json, params, headers)
+        response = await self._send(client, build, operation, idempotent, auth, stream=True)
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise self._transport_error(
+                exc, operation, idempotent, auth, attempts=1, mid_stream=True
+            ) from exc
+        finally:
+            await response.aclose()
+
+    def _builder(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+    ) -> Callable[[], httpx.Request]:
+        def build() -> httpx.Request:
+            return client.build_request(
+                method, path, json=json, params=dict(params) if params else None, headers=headers
+            )
+
+        return build
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        build: Callable[[], httpx.Request],
+        operation: str,
+        idempotent: bool,
+        auth: SecretHeaderAuth | None,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        self.stats.requests += 1
+        attempts = 0
+
+        async def attempt() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            self.stats.attempts += 1
+            async with self.pacer.slot() as grant:
+                try:
+                    response = await client.send(
+                        build(), auth=auth or httpx.USE_CLIENT_DEFAULT, stream=stream
+                    )
+                except httpx.TransportError as exc:
+                    raise self._transport_error(
+                        exc, operation, idempotent, auth, attempts=attempts
+                    ) from exc
+                hint = retry_hint(response.headers, datetime.now(timezone.utc))
+                self.pacer.observe(
+                    grant,
+                    status=response.status_code,
+                    headers=response.headers,
+                    retry_after=hint.seconds if hint else None,
+                )
+            if response.is_success:
+                return response
+            if stream:
+                await response.aread()
+                await response.aclose()
+            if response.status_code == 429:
+                self.stats.rate_limited += 1
+            raise self._status_error(response, operation, idempotent, auth, attempts=attempts)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.retryable),
+            wait=self._wait,
+            stop=self._stop,
+            sleep=self._sleep,
+            before_sleep=lambda state: self._before_sleep(state, operation),
+            retry_error_callback=self._give_up,
+            reraise=True,
+        )
+        response: httpx.Response = await retrying(attempt)
+        return response
+
+    # -- retry decisions (tenacity callbacks) ---------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        hint = error.hint if isinstance(error, ProviderError) else None
+        wait = compute_wait(
+            self.retry_policy,
+            attempt=state.attempt_number,
+            hint=hint,
+            budget_left=self.retry_policy.max_wait_seconds - state.idle_for,
+            rand=self._rand,
+        )
+        return math.inf if wait is None else wait
+
+    def _stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self.retry_policy.max_attempts:
+            return True
+        return state.idle_for + state.upcoming_sleep > self.retry_policy.max_wait_seconds
+
+    def _before_sleep(self, state: RetryCallState, operation: str) -> None:
+        self.stats.retries += 1
+        self.stats.waited_seconds += state.upcoming_sleep
+        error = state.outcome.exception() if state.outcome else None
+        status = getattr(error, "status_code", None)
+        logger.debug(
+            "%s %s: %s, retrying in %.3f s (attempt %d of %d)",
+            self.provider,
+            operation,
+            f"HTTP {status}" if status else type(error).__name__,
+            state.upcoming_sleep,
+            state.attempt_number + 1,
+            self.retry_policy.max_attempts,
+        )
+
+    def _give_up(self, state: RetryCallState) -> NoReturn:
+        error = state.outcome.exception() if state.outcome else None
+        if not isinstance(error, ProviderError):  # pragma: no cover - only ProviderError retries
+            raise RuntimeError("retry stopped without a provider error") from error
+        policy = self.retry_policy
+        budget_left = max(0.0, policy.max_wait_seconds - state.idle_for)
+        if error.hint is not None and error.hint.seconds > budget_left:
+            detail = (
+                f"the server asked to wait {error.hint.seconds:.1f} s ({error.hint.source}) but "
+                f"only {budget_left:.1f} s of the {policy.max_wait_seconds:g} s retry budget was "
+                "left; not retrying early"
+            )
+        elif state.attempt_number >= policy.max_attempts:
+            detail = f"gave up after {policy.max_attempts} attempts"
+        else:
+            detail = f"gave up: the {policy.max_wait_seconds:g} s retry budget is spent"
+        raise error.with_attempts(state.attempt_number, detail) from error.__cause__
+
+    # -- error construction ---------------------------------------------------------------------
+
+    def _redact(self, text: str | None, auth: SecretHeaderAuth | None) -> str | None:
+        if not text:
+            return text
+        for holder in (self._auth, auth):
+            if holder is None:
+                continue
+            for secret in holder.secret_values():
+                if secret:
+                    text = text.replace(secret, _REDACTED)
+        return text
+
+    def _status_error(
+        self,
+        response: httpx.Response,
+        operation: str,
+        idempotent: bool,
+        auth: SecretHeaderAuth | None,
+        *,
+        attempts: int,
+    ) -> ProviderError:
+        status = response.status_code
+        body = read_error_body(response)
+        hint = retry_hint(response.headers, datetime.now(timezone.utc))
+        retryable = is_retryable_status(
+            status, idempotent=idempotent, should_retry=should_retry_header(response.headers)
+        )
+        common: dict[str, Any] = {
+            "provider": self.provider,
+            "operation": operation,
+            "status_code": status,
+            "server_message": self._redact(body.message, auth),
+            "request_id": body.request_id,
+            "retryable": retryable,
+            "hint": hint if status in (429, 503) or retryable else None,
+            "attempts": attempts,
+        }
+        error_class = _error_class(status)
+        if error_class is InvalidRequestError:
+            fields = {
+                key: self._redact(value, auth) or "" for key, value in body.field_errors.items()
+            }
+            return InvalidRequestError(field_errors=fields, **common)
+        if error_class is ProviderUnavailableError and not idempotent and not retryable:
+            common["detail"] = "not retried: the provider may have acted on this request"
+        return error_class(**common)
+
+    def _transport_error(
+        self,
+        exc: httpx.TransportError,
+        operation: str,
+        idempotent: bool,
+        auth: SecretHeaderAuth | None,
+        *,
+        attempts: int,
+        mid_stream: bool = False,
+    ) -> ProviderError:
+        cause = type(exc).__name__
+        said = self._redact(str(exc), auth)
+        reason = f"{cause}: {said}" if said else cause
+        common: dict[str, Any] = {
+            "provider": self.provider,
+            "operation": operation,
+            "attempts": attempts,
+        }
+        if isinstance(exc, _NOTHING_SENT) and not mid_stream:
+            return ProviderUnavailableError(
+                detail=f"could not send the request ({reason})", retryable=True, **common
+            )
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return ProviderError(detail=f"unsupported URL ({reason})", **common)
+        where = "the response stream was cut" if mid_stream else "no response came back"
+        if idempotent:
+            return ProviderUnavailableError(
+                detail=f"{where} ({reason})", retryable=not mid_stream, **common
+            )
+        return OutcomeUnknownError(
+            detail=(
+                f"the request was sent but {where} ({reason}); it was not sent again because "
+                "the provider may have acted on it"
+            ),
+            **common,
+        )

@@ -1,0 +1,63 @@
+"""Shared fixtures: a fake clock for exact waits, fresh pacers per test, a client factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from prefect_sessions.http import HttpClient, Pacer, RetryPolicy, SecretHeaderAuth
+from prefect_sessions.http.pacing import reset_shared_pacers
+
+API_KEY = "VF.DM.canary-key-0123456789abcdef.s3cr3t"
+BASE_URL = "https://api.example.test"
+
+
+class FakeTime:
+    """A monotonic clock that only moves when someone sleeps on it: waits are exact and instant."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pacers() -> Iterator[None]:
+    # Pacers are process-wide by design; a 429 in one test must not pause the next one.
+    reset_shared_pacers()
+    yield
+    reset_shared_pacers()
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def make_client(fake_time: FakeTime) -> Callable[..., HttpClient]:
+    """An engine client on the fake clock, with jitter fixed at the middle of its range."""
+
+    def make(**overrides: Any) -> HttpClient:
+        options: dict[str, Any] = {
+            "provider": "Voiceflow",
+            "base_url": BASE_URL,
+            "auth": SecretHeaderAuth("authorization", SecretStr(API_KEY)),
+            "retry": RetryPolicy(),
+            "sleep": fake_time.sleep,
+            "rand": lambda: 0.5,
+            "pacer": Pacer(clock=fake_time.clock, sleep=fake_time.sleep),
+        }
+        options.update(overrides)
+        return HttpClient(**options)
+
+    return make
