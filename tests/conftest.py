@@ -30,6 +30,24 @@ class FakeTime:
         self.now += seconds
 
 
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One real Prefect test server for the whole session (about 10 s to start).
+
+    Request it in tests that run flows. Modules that also use ``httpx_mock`` must let the server's
+    own traffic through: ``pytestmark = pytest.mark.httpx_mock(should_mock=not_loopback)``.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def not_loopback(request: Any) -> bool:
+    """For ``httpx_mock(should_mock=...)``: mock everything but the local Prefect server."""
+    return bool(request.url.host not in ("127.0.0.1", "localhost"))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_pacers() -> Iterator[None]:
     # Pacers are process-wide by design; a 429 in one test must not pause the next one.
