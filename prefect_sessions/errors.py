@@ -8,9 +8,10 @@ from anything the server echoes back.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prefect_sessions.http.hints import RetryHint
+if TYPE_CHECKING:  # the engine imports this module; a runtime import would be circular
+    from prefect_sessions.http.hints import RetryHint
 
 
 class PrefectSessionsError(Exception):
@@ -167,4 +168,7 @@ class OutcomeUnknownError(ProviderError):
 
 
 class ConfigurationError(PrefectSessionsError, ValueError):
-    """A setting is missing or invalid; the message names the field and how to fix it."""
+    """A setting or argument is missing or invalid; the message names it and how to fix it.
+
+    Raised before any request is sent, so nothing was done that needs undoing.
+    """
