@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 from pydantic import SecretStr
@@ -141,6 +142,7 @@ async def test_a_refused_superseded_key_says_so(httpx_mock, credentials):
             await client.interact(first, "hello")
     error = caught.value
     assert error.superseded is True
+    assert pickle.loads(pickle.dumps(error)).superseded is True
     assert error.status_code == 401
     assert "superseded: a newer session was started for user 'ada'" in str(error)
     assert "old" not in str(error).replace("old one", "")

@@ -244,17 +244,9 @@ class VoiceflowClient:
                 "the session key was refused; it may have been superseded by a newer session for "
                 f"user {session.user_id!r}, or expired: start a new session"
             )
-        rejected = SessionKeyRejectedError(
-            provider=error.provider,
-            operation=error.operation,
-            status_code=error.status_code,
-            server_message=error.server_message,
-            request_id=error.request_id,
-            attempts=error.attempts,
-            detail=why,
+        return SessionKeyRejectedError(
+            **{**error._state(), "detail": why, "superseded": superseded}
         )
-        rejected.superseded = superseded
-        return rejected
 
     async def interact(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect_sessions.errors import AuthenticationError, PrefectSessionsError
 
 
@@ -13,7 +15,12 @@ class SessionKeyRejectedError(AuthenticationError):
     tell (``None``). Start a new session, or use the newer session's key.
     """
 
-    superseded: bool | None = None
+    def __init__(self, *, superseded: bool | None = None, **kwargs: Any) -> None:
+        self.superseded = superseded
+        super().__init__(**kwargs)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "superseded": self.superseded}
 
 
 class ButtonNotFoundError(PrefectSessionsError, LookupError):
