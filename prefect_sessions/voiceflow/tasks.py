@@ -93,6 +93,42 @@ async def _interact(
 ainteract, interact = task_pair(_interact, name="voiceflow-interact", cache_policy=NO_CACHE)
 
 
+async def _legacy_interact(
+    credentials: VoiceflowCredentials,
+    user_id: str,
+    action: Action | str,
+    variables: dict[str, Any] | None = None,
+    config: TurnConfig | None = None,
+    version_id: str | None = None,
+) -> TurnResult:
+    """Run one turn on Voiceflow's deprecated stateful interact route (API-key authorised).
+
+    Args:
+        credentials: the project's Voiceflow credentials block.
+        user_id: the user whose conversation takes the turn (1 to 128 characters).
+        action: what the user did; a plain string is a text message.
+        variables: variables to set in the user's state with this turn.
+        config: per-turn settings (TTS, SSML stripping, excluded trace types).
+        version_id: the version or alias to run (default: the block's environment).
+    """
+    async with credentials.get_client() as client:
+        turn = await client.legacy_interact(
+            user_id, action, config=config, variables=variables, version_id=version_id
+        )
+    run_logger().info(
+        "Voiceflow legacy turn for user %r: %d traces (%s)",
+        user_id,
+        len(turn.traces),
+        ", ".join(turn.trace_types) or "none",
+    )
+    return turn
+
+
+alegacy_interact, legacy_interact = task_pair(
+    _legacy_interact, name="voiceflow-legacy-interact", cache_policy=NO_CACHE
+)
+
+
 async def _get_state(credentials: VoiceflowCredentials, user_id: str) -> State:
     """Read a user's conversation state (stack, storage, variables).
 
