@@ -15,7 +15,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, field_validator
 
 from prefect_sessions.errors import ConfigurationError
-from prefect_sessions.http import HttpClient, RetryPolicy, SecretHeaderAuth
+from prefect_sessions.http import CredentialAuth, HttpClient, RetryPolicy
 
 
 class ProviderCredentials(CredentialsBlock, abc.ABC):
@@ -86,7 +86,7 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
 
     def http_client(
         self,
-        auth: SecretHeaderAuth | None,
+        auth: CredentialAuth | None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         **overrides: Any,

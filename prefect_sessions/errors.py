@@ -88,7 +88,7 @@ class ProviderError(PrefectSessionsError):
         # failed states and results; rebuild from the attributes instead.
         return (_rebuild, (type(self), self._state()))
 
-    def with_attempts(self, attempts: int, detail: str | None = None) -> ProviderError:
+    def with_attempts(self, attempts: int, detail: str | None) -> ProviderError:
         """A copy of this error that records how many attempts were made (and why they stopped)."""
         state = self._state()
         state["attempts"] = attempts

@@ -44,8 +44,25 @@ def prefect_server() -> Iterator[None]:
 
 
 def not_loopback(request: Any) -> bool:
-    """For ``httpx_mock(should_mock=...)``: mock everything but the local Prefect server."""
+    """For ``httpx_mock(should_mock=...)``: mock everything but servers on this machine."""
     return bool(request.url.host not in ("127.0.0.1", "localhost"))
+
+
+def not_prefect_api(request: Any) -> bool:
+    """The default ``should_mock`` of every test: never intercept the local Prefect server.
+
+    Once the session-wide server is up, Prefect ships logs and events to it from background
+    threads during any later test, including tests that mock HTTP.
+    """
+    on_loopback = request.url.host in ("127.0.0.1", "localhost")
+    return not (on_loopback and request.url.path.startswith("/api/"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        chosen = any("should_mock" in m.kwargs for m in item.iter_markers("httpx_mock"))
+        if not chosen:
+            item.add_marker(pytest.mark.httpx_mock(should_mock=not_prefect_api))
 
 
 @pytest.fixture(autouse=True)

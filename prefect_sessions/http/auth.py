@@ -6,6 +6,7 @@ httpx's :class:`httpx.Auth` is the seam: the header is added to the outgoing req
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Generator
 
 import httpx
@@ -14,7 +15,20 @@ from pydantic import SecretStr
 from prefect_sessions.http.pacing import credential_fingerprint
 
 
-class SecretHeaderAuth(httpx.Auth):
+class CredentialAuth(httpx.Auth, abc.ABC):
+    """An httpx auth that the engine can pace by and redact: every credential type derives it."""
+
+    @property
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A non-reversible name of the credential; requests sharing it share one pacer."""
+
+    @abc.abstractmethod
+    def secret_values(self) -> tuple[str, ...]:
+        """The plain values this auth may send, so the engine can redact them from server text."""
+
+
+class SecretHeaderAuth(CredentialAuth):
     """Send a secret in one header, raw (Voiceflow, Vectara, LiveAvatar keys) or with a scheme.
 
     Args:

@@ -31,7 +31,7 @@ from prefect_sessions.errors import (
     ProviderUnavailableError,
     RateLimitedError,
 )
-from prefect_sessions.http.auth import SecretHeaderAuth
+from prefect_sessions.http.auth import CredentialAuth
 from prefect_sessions.http.error_bodies import read_error_body
 from prefect_sessions.http.hints import retry_hint, should_retry_header
 from prefect_sessions.http.pacing import Pacer, shared_pacer
@@ -122,7 +122,7 @@ class HttpClient:
         *,
         provider: str,
         base_url: str,
-        auth: SecretHeaderAuth | None = None,
+        auth: CredentialAuth | None = None,
         rate: float | None = None,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | None = None,
@@ -204,7 +204,7 @@ class HttpClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: SecretHeaderAuth | None = None,
+        auth: CredentialAuth | None = None,
     ) -> httpx.Response:
         """Send a request, retrying what is safe to retry; return the successful response.
 
@@ -227,7 +227,7 @@ class HttpClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: SecretHeaderAuth | None = None,
+        auth: CredentialAuth | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """Like :meth:`request`, for a streamed body (SSE); retries end once the headers are in.
 
@@ -269,7 +269,7 @@ class HttpClient:
         build: Callable[[], httpx.Request],
         operation: str,
         idempotent: bool,
-        auth: SecretHeaderAuth | None,
+        auth: CredentialAuth | None,
         *,
         stream: bool,
     ) -> httpx.Response:
@@ -364,14 +364,14 @@ class HttpClient:
                 "left; not retrying early"
             )
         elif state.attempt_number >= policy.max_attempts:
-            detail = f"gave up after {policy.max_attempts} attempts"
+            detail = None  # the message already ends "after N attempts"
         else:
             detail = f"gave up: the {policy.max_wait_seconds:g} s retry budget is spent"
         raise error.with_attempts(state.attempt_number, detail) from error.__cause__
 
     # -- error construction ---------------------------------------------------------------------
 
-    def _redact(self, text: str | None, auth: SecretHeaderAuth | None) -> str | None:
+    def _redact(self, text: str | None, auth: CredentialAuth | None) -> str | None:
         if not text:
             return text
         for holder in (self._auth, auth):
@@ -387,7 +387,7 @@ class HttpClient:
         response: httpx.Response,
         operation: str,
         idempotent: bool,
-        auth: SecretHeaderAuth | None,
+        auth: CredentialAuth | None,
         *,
         attempts: int,
     ) -> ProviderError:
@@ -422,7 +422,7 @@ class HttpClient:
         exc: httpx.TransportError,
         operation: str,
         idempotent: bool,
-        auth: SecretHeaderAuth | None,
+        auth: CredentialAuth | None,
         *,
         attempts: int,
         mid_stream: bool = False,
