@@ -1,0 +1,106 @@
+"""``prefect-sessions emulator``: serve the emulator from a shell with one command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from prefect_sessions.emulator.app import create_app
+from prefect_sessions.emulator.config import FAULT_KINDS, EmulatorConfig
+from prefect_sessions.emulator.server import LOOPBACK, bind, uvicorn_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefect-sessions")
+    commands = parser.add_subparsers(dest="command", required=True)
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve Voiceflow, Vectara Agents and LiveAvatar APIs locally",
+        description=(
+            "Serve a local emulator of the Voiceflow runtime, Vectara Agents and LiveAvatar "
+            "APIs on one port. Any non-empty API key works unless --api-key is given."
+        ),
+    )
+    emulator.add_argument("--host", default=LOOPBACK, help="address to listen on (127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=8787, help="port to listen on (8787)")
+    emulator.add_argument(
+        "--voiceflow-limit",
+        default="500/60s",
+        metavar="N/WINDOW|off",
+        help="fixed window per API key, e.g. 20/1s (default 500/60s, the runtime's)",
+    )
+    emulator.add_argument(
+        "--liveavatar-limit",
+        default="20/1s",
+        metavar="N/WINDOW|off",
+        help="window per caller and endpoint (default 20/1s)",
+    )
+    emulator.add_argument(
+        "--vectara-limit",
+        default="50/1s",
+        metavar="N/WINDOW|off",
+        help="window per API key (default 50/1s)",
+    )
+    emulator.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    emulator.add_argument("--jitter-ms", type=float, default=0.0, help="latency spread, +/-")
+    emulator.add_argument(
+        "--faults",
+        default=None,
+        metavar="KIND=RATE,...",
+        help=f"fault probabilities per request; kinds: {', '.join(FAULT_KINDS)}",
+    )
+    emulator.add_argument("--seed", type=int, default=0, help="seed for faults and jitter (0)")
+    emulator.add_argument(
+        "--slow-seconds", type=float, default=35.0, help="how long a 'slow' fault holds (35)"
+    )
+    emulator.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accept only these keys (repeat); default: any non-empty key",
+    )
+    emulator.add_argument("--agent", default=None, metavar="FILE", help="agent script (YAML)")
+    emulator.add_argument("--log-level", default="warning", help="uvicorn log level (warning)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prefect-sessions`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        config = EmulatorConfig.from_options(
+            api_keys=args.api_keys,
+            voiceflow_limit=args.voiceflow_limit,
+            liveavatar_limit=args.liveavatar_limit,
+            vectara_limit=args.vectara_limit,
+            faults=args.faults,
+            agent_file=args.agent,
+            latency_ms=args.latency_ms,
+            jitter_ms=args.jitter_ms,
+            seed=args.seed,
+            slow_seconds=args.slow_seconds,
+        )
+        sock = bind(args.port, args.host)
+    except (ValueError, OSError) as exc:
+        print(f"prefect-sessions emulator: {exc}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    print(
+        f"prefect-sessions emulator on http://{host}:{port} "
+        "(Voiceflow, Vectara Agents, LiveAvatar; admin under /_emulator). Ctrl+C stops it.",
+        flush=True,
+    )
+    server = uvicorn.Server(uvicorn_config(create_app(config), log_level=args.log_level))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""The emulator's in-memory world: provider stores, counters, and what admin routes change."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from prefect_sessions.emulator.agent import AgentScript
+from prefect_sessions.emulator.config import EmulatorConfig, RateLimit
+from prefect_sessions.emulator.errors import Provider
+from prefect_sessions.emulator.faults import FaultPlan
+from prefect_sessions.emulator.liveavatar import LiveAvatarStore
+from prefect_sessions.emulator.ratelimit import FixedWindowLimiter
+from prefect_sessions.emulator.vectara import VectaraStore
+from prefect_sessions.emulator.voiceflow import VoiceflowStore
+
+
+def key_id(key: str) -> str:
+    """A stable, non-reversible name for a credential, used in counters instead of the secret."""
+    if not key:
+        return "anonymous"
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@dataclass
+class CounterRow:
+    requests: int = 0
+    rate_limited: int = 0
+    faults: int = 0
+
+
+class Counters:
+    """Requests, 429s and injected faults per (provider, route, key); thread-safe."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str, str], CounterRow] = {}
+        self._lock = threading.Lock()
+
+    def add(self, provider: str, route: str, key: str, field_name: str) -> None:
+        with self._lock:
+            row = self._rows.setdefault((provider, route, key_id(key)), CounterRow())
+            setattr(row, field_name, getattr(row, field_name) + 1)
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"provider": p, "route": r, "key": k, **asdict(row)}
+                for (p, r, k), row in sorted(self._rows.items())
+            ]
+
+    def totals(self) -> dict[str, int]:
+        with self._lock:
+            rows = list(self._rows.values())
+        return {
+            "requests": sum(r.requests for r in rows),
+            "rate_limited": sum(r.rate_limited for r in rows),
+            "faults": sum(r.faults for r in rows),
+        }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+@dataclass
+class Settings:
+    """What admin routes may change while the emulator runs."""
+
+    limits: dict[str, RateLimit | None]
+    latency_ms: float
+    jitter_ms: float
+    api_keys: frozenset[str] | None
+
+    @classmethod
+    def from_config(cls, config: EmulatorConfig) -> Settings:
+        return cls(
+            limits={
+                "voiceflow": config.voiceflow_limit,
+                "liveavatar": config.liveavatar_limit,
+                "vectara": config.vectara_limit,
+            },
+            latency_ms=config.latency_ms,
+            jitter_ms=config.jitter_ms,
+            api_keys=config.api_keys,
+        )
+
+
+@dataclass
+class EmulatorState:
+    """Everything one emulator app holds; ``reset()`` brings it back to its start-up state."""
+
+    config: EmulatorConfig
+    clock: Callable[[], float] = time.time
+    agent: AgentScript = field(init=False)
+    settings: Settings = field(init=False)
+    counters: Counters = field(init=False)
+    limiter: FixedWindowLimiter = field(init=False)
+    faults: FaultPlan = field(init=False)
+    voiceflow: VoiceflowStore = field(init=False)
+    vectara: VectaraStore = field(init=False)
+    liveavatar: LiveAvatarStore = field(init=False)
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.agent = self.config.agent or AgentScript.default()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every session, counter and window; restore limits and faults from the config."""
+        self.settings = Settings.from_config(self.config)
+        self.counters = Counters()
+        self.limiter = FixedWindowLimiter(self.clock)
+        self.faults = FaultPlan(dict(self.config.faults), seed=self.config.seed)
+        self.rng = random.Random(self.config.seed)  # noqa: S311 - jitter, not security
+        self.voiceflow = VoiceflowStore()
+        self.vectara = VectaraStore(self.agent, self.clock)
+        self.liveavatar = LiveAvatarStore()
+
+    def key_accepted(self, key: str | None) -> bool:
+        """Any non-empty key, unless a key list was configured."""
+        if not key:
+            return False
+        allowed = self.settings.api_keys
+        return allowed is None or key in allowed
+
+    def limit_for(self, provider: Provider) -> RateLimit | None:
+        return self.settings.limits.get(provider)

@@ -1,0 +1,467 @@
+"""Voiceflow's general runtime: v4 sessions and interact (JSON and SSE), state, legacy interact
+and session events (``providers.md`` section 1, ``voiceflow-general-runtime.openapi.json``).
+
+Auth as the real runtime does it: the project API key (raw ``authorization``) starts sessions
+and reads state; v4 interact takes only the ``sessionKey``; a new session for a user revokes the
+old key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from prefect_sessions.emulator.agent import AgentScript, Button, Turn, split_for_streaming
+from prefect_sessions.emulator.context import emulator_state
+from prefect_sessions.emulator.errors import voiceflow_error
+
+if TYPE_CHECKING:
+    from prefect_sessions.emulator.state import EmulatorState
+
+#: The legacy runtime's default: these trace types are left out unless ``config.excludeTypes``
+#: says otherwise.
+DEFAULT_EXCLUDED_TYPES = ("block", "debug", "flow")
+
+_SUPERSEDED = (
+    "Session key has been superseded by a newer session for this user: "
+    "start a session again and use the new sessionKey"
+)
+
+
+class VoiceflowHTTPError(Exception):
+    """Answer with Voiceflow's error envelope."""
+
+    def __init__(self, status: int, data: str) -> None:
+        super().__init__(data)
+        self.status = status
+        self.data = data
+
+
+@dataclass
+class VoiceflowSession:
+    key: str
+    project_id: str
+    environment: str
+    user_id: str
+    api_key: str
+    revoked: str | None = None
+
+
+@dataclass
+class VoiceflowStore:
+    sessions: dict[str, VoiceflowSession] = field(default_factory=dict)
+    current: dict[tuple[str, str], str] = field(default_factory=dict)
+    states: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def owner_of(self, session_key: str) -> str | None:
+        """The API key that started a session (revoked ones too), for rate limiting."""
+        session = self.sessions.get(session_key)
+        return session.api_key if session else None
+
+    def start(self, project_id: str, environment: str, user_id: str, api_key: str) -> str:
+        previous = self.current.get((project_id, user_id))
+        if previous in self.sessions:
+            self.sessions[previous].revoked = _SUPERSEDED
+        key = _session_key(project_id, user_id)
+        self.sessions[key] = VoiceflowSession(key, project_id, environment, user_id, api_key)
+        self.current[(project_id, user_id)] = key
+        return key
+
+    def end_user(self, project_id: str, user_id: str) -> None:
+        """Delete a user's state and end their session (DELETE state)."""
+        self.states.pop((project_id, user_id), None)
+        key = self.current.pop((project_id, user_id), None)
+        if key in self.sessions:
+            self.sessions[key].revoked = "Session has ended: its state was deleted"
+
+
+def _b64(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _session_key(project_id: str, user_id: str) -> str:
+    """JWT-shaped and opaque, as the real sessionKey; the signature is random, not a signature."""
+    header = _b64({"alg": "HS256", "typ": "JWT"})
+    claims = _b64(
+        {
+            "sid": uuid.uuid4().hex,
+            "projectID": project_id,
+            "userID": user_id,
+            "iat": int(time.time()),
+        }
+    )
+    return f"{header}.{claims}.{secrets.token_urlsafe(32)}"
+
+
+def _object_id(seed: str) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_URL, seed).hex[:24]
+
+
+def new_state(project_id: str, agent: AgentScript) -> dict[str, Any]:
+    return {
+        "stack": [
+            {
+                "programID": _object_id(project_id + "/main"),
+                "diagramID": _object_id(project_id + "/main"),
+                "nodeID": None,
+                "name": "ROOT",
+                "storage": {},
+                "variables": {},
+                "commands": [],
+            }
+        ],
+        "storage": {},
+        "variables": agent.initial_variables(),
+    }
+
+
+# -- request helpers ----------------------------------------------------------------------------
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise VoiceflowHTTPError(400, "Request body is not valid JSON") from None
+
+
+def _api_key(request: Request, state: EmulatorState) -> str:
+    """The project API key from ``authorization``; session keys are refused here."""
+    key = request.headers.get("authorization", "")
+    if not key:
+        raise VoiceflowHTTPError(401, "Auth Key Required")
+    if key in state.voiceflow.sessions:
+        raise VoiceflowHTTPError(
+            401, "Invalid API key: this endpoint takes the project API key, not a sessionKey"
+        )
+    if not state.key_accepted(key):
+        raise VoiceflowHTTPError(401, "Invalid API key")
+    return key
+
+
+def _session(request: Request, state: EmulatorState) -> VoiceflowSession:
+    key = request.headers.get("authorization", "")
+    if not key:
+        raise VoiceflowHTTPError(401, "Auth Key Required")
+    session = state.voiceflow.sessions.get(key)
+    if session is None:
+        if key.startswith("VF.") or (state.settings.api_keys and key in state.settings.api_keys):
+            raise VoiceflowHTTPError(
+                401,
+                "Invalid session key: /v4/interact takes the sessionKey returned by start "
+                "session, not an API key",
+            )
+        raise VoiceflowHTTPError(401, "Invalid session key")
+    if session.revoked:
+        raise VoiceflowHTTPError(401, session.revoked)
+    return session
+
+
+def _project_header(request: Request) -> str:
+    # The current spec requires the `projectID` header; the legacy one sent `versionID` instead.
+    project = request.headers.get("projectid", request.headers.get("versionid"))
+    if project is None:
+        raise VoiceflowHTTPError(400, "Missing projectID header: send the ID of the target project")
+    return project
+
+
+def _user_id(user_id: str, max_length: int) -> str:
+    if not 1 <= len(user_id) <= max_length:
+        raise VoiceflowHTTPError(400, f"userID must be 1 to {max_length} characters")
+    return user_id
+
+
+# -- the agent's turn as traces -----------------------------------------------------------------
+
+
+def _slate(text: str) -> dict[str, Any]:
+    return {"id": uuid.uuid4().hex[:8], "content": [{"children": [{"text": text}]}]}
+
+
+def _button(button: Button) -> dict[str, Any]:
+    target = button.intent or re.sub(r"[^a-z0-9]+", "-", button.label.lower()).strip("-")
+    return {
+        "name": button.label,
+        "request": {"type": f"path-{target}", "payload": {"label": button.label}},
+    }
+
+
+def turn_traces(
+    turn: Turn, *, completion_events: bool, excluded: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Voiceflow traces for one turn; generated answers become ``completion`` traces if asked."""
+    now = int(time.time() * 1000)
+    turn_id = uuid.uuid4().hex
+    traces: list[dict[str, Any]] = []
+    if turn.intent:
+        traces.append(
+            {
+                "type": "debug",
+                "payload": {"type": "intent", "message": f"matched intent: {turn.intent}"},
+            }
+        )
+    for reply in turn.replies:
+        if reply.kind == "generate" and completion_events:
+            traces.append({"type": "completion", "payload": {"state": "start"}})
+            for piece in split_for_streaming(reply.text):
+                traces.append(
+                    {"type": "completion", "payload": {"state": "content", "content": piece}}
+                )
+            traces.append({"type": "completion", "payload": {"state": "end"}})
+        elif reply.kind in ("text", "generate"):
+            traces.append(
+                {
+                    "type": "text",
+                    "payload": {
+                        "slate": _slate(reply.text),
+                        "message": reply.text,
+                        "delay": 0,
+                        "messageID": uuid.uuid4().hex,
+                    },
+                }
+            )
+        elif reply.kind == "choice":
+            traces.append(
+                {"type": "choice", "payload": {"buttons": [_button(b) for b in reply.buttons]}}
+            )
+        elif reply.kind == "card":
+            payload: dict[str, Any] = {
+                "title": reply.title,
+                "imageUrl": reply.image_url,
+                "description": {"text": reply.text, "slate": _slate(reply.text)["content"]},
+                "buttons": [_button(b) for b in reply.buttons],
+            }
+            traces.append({"type": "cardV2", "payload": payload})
+    if turn.ended:
+        traces.append({"type": "end", "payload": None})
+    skip = set(excluded)
+    return [{**t, "time": now, "turnID": turn_id} for t in traces if t["type"] not in skip]
+
+
+def _action_turn(agent: AgentScript, action: dict[str, Any], variables: dict[str, Any]) -> Turn:
+    kind = action.get("type")
+    payload = action.get("payload")
+    if not isinstance(kind, str) or not kind:
+        raise VoiceflowHTTPError(400, "action.type is required, e.g. {'type': 'launch'}")
+    if kind == "launch":
+        return agent.launch(variables)
+    if kind == "text":
+        if not isinstance(payload, str):
+            raise VoiceflowHTTPError(
+                400, "a 'text' action needs the user's words in action.payload"
+            )
+        return agent.respond(payload, variables)
+    if kind == "no-reply":
+        return agent.no_reply_turn(variables)
+    if kind == "end":
+        return Turn(intent=None, replies=(), ended=True)
+    payload = payload if isinstance(payload, dict) else {}
+    if kind == "intent":
+        name = (payload.get("intent") or {}).get("name")
+        by_name = agent.run_intent(name, variables) if isinstance(name, str) else None
+        return by_name or agent.respond(str(payload.get("query", "")), variables)
+    if kind == "event":
+        name = (payload.get("event") or {}).get("name")
+        by_name = agent.run_intent(name, variables) if isinstance(name, str) else None
+        return by_name or agent.respond("", variables)
+    if kind.startswith("path-"):
+        by_name = agent.run_intent(kind.removeprefix("path-"), variables)
+        if by_name:
+            return by_name
+    return agent.respond(str(payload.get("label", "")), variables)
+
+
+def run_turn(
+    state: EmulatorState, key: tuple[str, str], body: Any, *, allow_request_alias: bool = False
+) -> tuple[Turn, dict[str, Any], dict[str, Any]]:
+    """Apply variables, run the agent on the action, save state; return (turn, state, config)."""
+    if not isinstance(body, dict):
+        raise VoiceflowHTTPError(400, "Request body must be a JSON object with an 'action'")
+    action = body.get("action")
+    if action is None and allow_request_alias:
+        action = body.get("request")  # older docs wrap the action as {"request": {...}}
+    if not isinstance(action, dict):
+        raise VoiceflowHTTPError(400, "action is required: an object such as {'type': 'launch'}")
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise VoiceflowHTTPError(400, "config must be an object")
+    agent = state.agent
+    user_state = state.voiceflow.states.setdefault(key, new_state(key[0], agent))
+    variables = user_state.setdefault("variables", {})
+    if isinstance(body.get("variables"), dict):
+        variables.update(body["variables"])
+    given_state = body.get("state")
+    if isinstance(given_state, dict) and isinstance(given_state.get("variables"), dict):
+        variables.update(given_state["variables"])
+    if action.get("type") == "launch" and not user_state.get("stack"):
+        user_state["stack"] = new_state(key[0], agent)["stack"]
+    turn = _action_turn(agent, action, variables)
+    variables.update(turn.variables)
+    user_state["turn"] = {"count": int((user_state.get("turn") or {}).get("count", 0)) + 1}
+    if turn.ended:
+        user_state["stack"] = []
+    return turn, user_state, config
+
+
+def _excluded(config: dict[str, Any]) -> Iterable[str]:
+    excluded = config.get("excludeTypes")
+    return excluded if isinstance(excluded, list) else DEFAULT_EXCLUDED_TYPES
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+
+    async def start_session(request: Request, project_id: str, environment: str) -> Response:
+        state = emulator_state(request)
+        api_key = _api_key(request, state)
+        body = await _json_body(request)
+        user_id = body.get("userID") if isinstance(body, dict) else None
+        if not isinstance(user_id, str) or not 1 <= len(user_id) <= 256:
+            raise VoiceflowHTTPError(400, "userID is required: a string of 1 to 256 characters")
+        key = state.voiceflow.start(project_id, environment, user_id, api_key)
+        state.voiceflow.states[(project_id, user_id)] = new_state(project_id, state.agent)
+        return JSONResponse({"sessionKey": key})
+
+    @router.post("/v4/project/{projectID}/session")
+    async def session_traffic_split(projectID: str, request: Request) -> Response:
+        return await start_session(request, projectID, "production")
+
+    @router.post("/v4/project/{projectID}/environment/{environmentID}/session")
+    async def session_environment(
+        projectID: str,
+        environmentID: str,
+        request: Request,
+    ) -> Response:
+        return await start_session(request, projectID, environmentID)
+
+    async def v4_traces(request: Request, *, streaming: bool) -> list[dict[str, Any]]:
+        state = emulator_state(request)
+        session = _session(request, state)
+        body = await _json_body(request)
+        turn, _, config = run_turn(state, (session.project_id, session.user_id), body)
+        # Completion events are a streaming feature: a JSON answer carries whole text traces.
+        completion = streaming and config.get("completionEvents") is True
+        return turn_traces(turn, completion_events=completion, excluded=_excluded(config))
+
+    @router.post("/v4/interact")
+    async def interact(request: Request) -> Response:
+        return JSONResponse({"traces": await v4_traces(request, streaming=False)})
+
+    @router.post("/v4/interact/stream")
+    async def interact_stream(request: Request) -> Response:
+        traces = await v4_traces(request, streaming=True)
+        return StreamingResponse(
+            sse_frames(traces), media_type="text/event-stream", headers=_SSE_HEADERS
+        )
+
+    @router.get("/state/user/{userID}")
+    async def get_state(userID: str, request: Request) -> Response:
+        state = emulator_state(request)
+        _api_key(request, state)
+        key = (_project_header(request), _user_id(userID, 128))
+        return JSONResponse(state.voiceflow.states.get(key, {}))
+
+    @router.put("/state/user/{userID}")
+    async def put_state(userID: str, request: Request) -> Response:
+        state = emulator_state(request)
+        _api_key(request, state)
+        key = (_project_header(request), _user_id(userID, 128))
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise VoiceflowHTTPError(
+                400, "State must be an object with stack, storage and variables"
+            )
+        for name, kind, noun in (
+            ("stack", list, "an array"),
+            ("storage", dict, "an object"),
+            ("variables", dict, "an object"),
+        ):
+            if not isinstance(body.get(name), kind):
+                raise VoiceflowHTTPError(400, f"State.{name} is required and must be {noun}")
+        state.voiceflow.states[key] = body
+        return JSONResponse(body)
+
+    @router.patch("/state/user/{userID}/variables")
+    async def patch_variables(userID: str, request: Request) -> Response:
+        state = emulator_state(request)
+        _api_key(request, state)
+        key = (_project_header(request), _user_id(userID, 128))
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise VoiceflowHTTPError(400, "Body must be an object of variables to merge")
+        user_state = state.voiceflow.states.setdefault(key, new_state(key[0], state.agent))
+        user_state.setdefault("variables", {}).update(body)
+        return JSONResponse(user_state)
+
+    @router.delete("/state/user/{userID}")
+    async def delete_state(userID: str, request: Request) -> Response:
+        state = emulator_state(request)
+        _api_key(request, state)
+        project = _project_header(request)
+        state.voiceflow.end_user(project, _user_id(userID, 128))
+        return Response(status_code=200)
+
+    @router.post("/state/user/{userID}/interact")
+    async def legacy_interact(userID: str, request: Request) -> Response:
+        state = emulator_state(request)
+        _api_key(request, state)
+        key = (_project_header(request), _user_id(userID, 128))
+        body = await _json_body(request)
+        turn, user_state, config = run_turn(state, key, body, allow_request_alias=True)
+        traces = turn_traces(turn, completion_events=False, excluded=_excluded(config))
+        if request.query_params.get("verbose") == "true":
+            action = body.get("action") or body.get("request")
+            return JSONResponse({"trace": traces, "state": user_state, "action": action})
+        return JSONResponse(traces)
+
+    @router.post("/v2/project/{projectID}/session/{sessionID}/event")
+    async def emit_event(projectID: str, sessionID: str, request: Request) -> Response:
+        state = emulator_state(request)
+        _api_key(request, state)
+        body = await _json_body(request)
+        action = body.get("action") if isinstance(body, dict) else None
+        if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+            raise VoiceflowHTTPError(400, "action is required: an object with a 'type'")
+        state.voiceflow.events.append(
+            {"projectID": projectID, "sessionID": sessionID, "action": action}
+        )
+        return Response(status_code=201)
+
+    return router
+
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def sse_frames(traces: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """The v4 stream: a leading blank line (as the real service may send), one ``trace`` frame
+    per trace, then exactly one ``end`` frame with ``data: {}``."""
+    yield b"\n"
+    number = 0
+    for number, trace in enumerate(traces, start=1):
+        data = json.dumps(trace, separators=(",", ":"))
+        yield f"event: trace\nid: {number}\ndata: {data}\n\n".encode()
+    yield f"event: end\nid: {number + 1}\ndata: {{}}\n\n".encode()
+
+
+def voiceflow_error_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, VoiceflowHTTPError)
+    return voiceflow_error(exc.status, exc.data)
