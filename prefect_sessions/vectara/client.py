@@ -1,0 +1,549 @@
+"""The Vectara Agents client: sessions and events, one method per endpoint, over the HTTP engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import EventSource, SSEError
+from pydantic import ValidationError
+
+from prefect_sessions.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    NotFoundError,
+    OutcomeUnknownError,
+    ProviderError,
+)
+from prefect_sessions.http import HttpClient
+from prefect_sessions.vectara.errors import AgentStreamError
+from prefect_sessions.vectara.models import (
+    STORED_EVENT_TYPES,
+    AgentEvent,
+    AgentOutputEvent,
+    AgentSession,
+    CreateSessionRequest,
+    EventPage,
+    InputMessage,
+    InputMessageEvent,
+    MessageReply,
+    SessionPage,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    StreamingAgentOutput,
+    StreamingAgentOutputEnd,
+    StreamingThinking,
+    StreamingThinkingEnd,
+    ThinkingEvent,
+    UpdateSessionRequest,
+    check_event_id,
+    check_key,
+    parse_event,
+    parse_stream_event,
+)
+
+
+def _key(value: str, field: str) -> str:
+    try:
+        return quote(check_key(value, field), safe="")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _page_size(value: int | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ConfigurationError(
+            f"page_size {value!r} is out of range: Vectara returns 1 to 100 items per page"
+        )
+    return {"limit": value}
+
+
+def _message(message: InputMessage | str, *, stream: bool) -> InputMessage:
+    try:
+        built = InputMessage.text(message) if isinstance(message, str) else message
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return built.model_copy(update={"stream_response": stream})
+
+
+class VectaraClient:
+    """Vectara Agents sessions and events, used as ``async with credentials.get_client() as c``.
+
+    Every method validates its input before sending and raises the package's typed errors
+    (:mod:`prefect_sessions.errors`): a missing agent or session is ``NotFoundError``, a rejected
+    body ``InvalidRequestError`` with ``field_errors``, each quoting Vectara's ``request_id``.
+
+    Example:
+        ```python
+        async with credentials.get_client() as client:
+            session = await client.create_session("support", name="Billing question")
+            reply = await client.send_message("support", session.key, "Why was I charged twice?")
+            print(reply.text)
+        ```
+    """
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url='{self.http.base_url}')"
+
+    async def __aenter__(self) -> VectaraClient:
+        await self.http.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.http.__aexit__(*exc_info)
+
+    @staticmethod
+    def _sessions_path(agent_key: str) -> str:
+        return f"/v2/agents/{_key(agent_key, 'agent_key')}/sessions"
+
+    def _session_path(self, agent_key: str, session_key: str) -> str:
+        return f"{self._sessions_path(agent_key)}/{_key(session_key, 'session_key')}"
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        agent_key: str,
+        *,
+        name: str,
+        key: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        enabled: bool | None = None,
+        tti_minutes: int | None = None,
+    ) -> AgentSession:
+        """Create a session of ``agent_key`` (``POST /v2/agents/{agent_key}/sessions``, 201).
+
+        With your own ``key`` the call is safe to retry: a session key is unique, so a repeat
+        cannot create a second session. If a repeat is refused because an earlier attempt (whose
+        answer was lost) already created it, the session is read back and returned when its name,
+        description and metadata are the ones requested. Without ``key`` it is never retried.
+        """
+        path = self._sessions_path(agent_key)
+        try:
+            body = CreateSessionRequest(
+                name=name,
+                key=key,
+                description=description,
+                metadata=dict(metadata) if metadata is not None else None,
+                enabled=enabled,
+                tti_minutes=tti_minutes,
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(f"create session: {_first_error(exc)}") from None
+        operation = "create session"
+        try:
+            response = await self.http.request(
+                "POST", path, operation=operation, idempotent=key is not None, json=body.to_wire()
+            )
+        except InvalidRequestError as exc:
+            if key is None or exc.attempts < 2:
+                raise
+            existing = await self._created_earlier(agent_key, body)
+            if existing is None:
+                raise
+            return existing
+        return self._model(AgentSession, response, operation)
+
+    async def _created_earlier(
+        self, agent_key: str, body: CreateSessionRequest
+    ) -> AgentSession | None:
+        assert body.key is not None
+        try:
+            session = await self.get_session(agent_key, body.key)
+        except NotFoundError:
+            return None
+        same = (
+            session.name == body.name
+            and session.description == body.description
+            and session.metadata == (body.metadata or {})
+        )
+        return session if same else None
+
+    async def get_sessions_page(
+        self,
+        agent_key: str,
+        *,
+        filter: str | None = None,
+        page_size: int | None = None,
+        page_key: str | None = None,
+    ) -> SessionPage:
+        """One page of sessions; pass the returned ``page_key`` to get the next one."""
+        params: dict[str, Any] = _page_size(page_size)
+        if filter is not None:
+            params["filter"] = filter
+        if page_key is not None:
+            params["page_key"] = page_key
+        operation = "list sessions"
+        response = await self.http.request(
+            "GET",
+            self._sessions_path(agent_key),
+            operation=operation,
+            idempotent=True,
+            params=params,
+        )
+        payload = self._json(response, operation)
+        sessions = self._validate(AgentSession, payload.get("sessions"), operation)
+        return SessionPage(sessions=sessions, page_key=_next_page_key(payload))
+
+    async def list_sessions(
+        self,
+        agent_key: str,
+        *,
+        filter: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncGenerator[AgentSession, None]:
+        """Every session of ``agent_key``, page after page, as they arrive.
+
+        Args:
+            filter: a regular expression matched against session names and descriptions.
+            page_size: sessions per request (Vectara's ``limit``, 1 to 100; its default is 10).
+        """
+        page_key: str | None = None
+        seen: set[str] = set()
+        while True:
+            page = await self.get_sessions_page(
+                agent_key, filter=filter, page_size=page_size, page_key=page_key
+            )
+            for session in page.sessions:
+                yield session
+            page_key = _advance(page.page_key, seen, "list sessions", self.http.provider)
+            if page_key is None:
+                return
+
+    async def get_session(self, agent_key: str, session_key: str) -> AgentSession:
+        """One session (``GET .../sessions/{session_key}``)."""
+        operation = "get session"
+        response = await self.http.request(
+            "GET",
+            self._session_path(agent_key, session_key),
+            operation=operation,
+            idempotent=True,
+        )
+        return self._model(AgentSession, response, operation)
+
+    async def update_session(
+        self,
+        agent_key: str,
+        session_key: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        enabled: bool | None = None,
+        tti_minutes: int | None = None,
+    ) -> AgentSession:
+        """Change a session (``PATCH``); only the fields given are sent. Returns the new session."""
+        path = self._session_path(agent_key, session_key)
+        try:
+            body = UpdateSessionRequest(
+                name=name,
+                description=description,
+                metadata=dict(metadata) if metadata is not None else None,
+                enabled=enabled,
+                tti_minutes=tti_minutes,
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(f"update session: {_first_error(exc)}") from None
+        operation = "update session"
+        # The same PATCH body twice leaves the same session: safe to retry.
+        response = await self.http.request(
+            "PATCH", path, operation=operation, idempotent=True, json=body.to_wire()
+        )
+        return self._model(AgentSession, response, operation)
+
+    async def delete_session(
+        self, agent_key: str, session_key: str, *, missing_ok: bool = False
+    ) -> bool:
+        """Delete a session and its events (204). Returns ``False`` if it was already gone and
+        ``missing_ok`` is set (useful for clean-up, and after a retried delete whose first answer
+        was lost); otherwise a missing session raises ``NotFoundError``."""
+        path = self._session_path(agent_key, session_key)
+        try:
+            await self.http.request("DELETE", path, operation="delete session", idempotent=True)
+        except NotFoundError:
+            if missing_ok:
+                return False
+            raise
+        return True
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def send_message(
+        self, agent_key: str, session_key: str, message: InputMessage | str
+    ) -> MessageReply:
+        """Send the user's message and wait for the agent's whole answer (201).
+
+        Never retried once it may have reached Vectara: the agent would answer twice. A lost
+        answer raises ``OutcomeUnknownError``; read the session's events to see what happened.
+        """
+        path = f"{self._session_path(agent_key, session_key)}/events"
+        body = _message(message, stream=False)
+        operation = "send message"
+        response = await self.http.request(
+            "POST", path, operation=operation, idempotent=False, json=body.to_wire()
+        )
+        payload = self._json(response, operation, acted=True)
+        events = self._events(payload.get("events"), response, operation, acted=True)
+        reply_key = payload.get("session_key")
+        return MessageReply.from_events(
+            reply_key if isinstance(reply_key, str) else session_key, events
+        )
+
+    async def stream_message(
+        self, agent_key: str, session_key: str, message: InputMessage | str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Send the user's message and yield the agent's answer as it streams (SSE).
+
+        Yields ``streaming_thinking``/``streaming_agent_output`` chunks, tool events and any
+        event type this package does not know (as :class:`UnknownEvent`); the final ``end`` ends
+        the iteration. An ``error`` event raises :class:`AgentStreamError`; a stream cut before
+        ``end`` raises ``OutcomeUnknownError``. Close it early with ``contextlib.aclosing``.
+        """
+        path = f"{self._session_path(agent_key, session_key)}/events"
+        body = _message(message, stream=True)
+        operation = "send message"
+        provider = self.http.provider
+        received = 0
+        async with self.http.stream(
+            "POST",
+            path,
+            operation=operation,
+            idempotent=False,
+            json=body.to_wire(),
+            headers={"accept": "text/event-stream"},
+        ) as response:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                # Answered in one piece despite stream_response: hand out its events all the same.
+                await response.aread()
+                payload = self._json(response, operation, acted=True)
+                for stored in self._events(payload.get("events"), response, operation, acted=True):
+                    for event in _as_streamed(stored):
+                        yield event
+                return
+            try:
+                async for sse in EventSource(response).aiter_sse():
+                    if not sse.data.strip():
+                        continue  # keep-alive
+                    try:
+                        data: Any = json.loads(sse.data, strict=False)
+                    except ValueError:
+                        data = {"type": "", "data": sse.data}
+                    event = parse_stream_event(data)
+                    received += 1
+                    if isinstance(event, StreamEnd):
+                        return
+                    if isinstance(event, StreamError):
+                        raise AgentStreamError(
+                            provider=provider,
+                            operation=operation,
+                            status_code=response.status_code,
+                            server_message="; ".join(event.messages) or None,
+                            detail=(
+                                f"the agent reported an error after {received - 1} events; the "
+                                "message was stored, so it was not sent again"
+                            ),
+                        )
+                    yield event
+            except SSEError as exc:
+                raise _incomplete(
+                    provider, operation, response, f"unreadable stream ({exc})"
+                ) from exc
+        raise _incomplete(provider, operation, response, f"stream ended after {received} events")
+
+    async def send_message_streamed(
+        self, agent_key: str, session_key: str, message: InputMessage | str
+    ) -> MessageReply:
+        """:meth:`send_message` over the stream: no read timeout on a long answer, same reply.
+
+        Thinking and output chunks are folded into ``text`` (the last complete answer); tool,
+        context and image events, and unknown ones, are kept in ``events``.
+        """
+        events: list[AgentEvent] = []
+        answer: list[str] = []
+        last = ""
+        async with aclosing(self.stream_message(agent_key, session_key, message)) as stream:
+            async for event in stream:
+                if isinstance(event, StreamingAgentOutput):
+                    answer.append(event.content)
+                elif isinstance(event, StreamingAgentOutputEnd):
+                    last, answer = "".join(answer), []
+                elif isinstance(event, STORED_EVENT_TYPES):
+                    events.append(event)  # type: ignore[arg-type]
+        if answer:  # chunks without their closing event still make up the answer
+            last = "".join(answer)
+        return MessageReply(session_key=session_key, text=last, events=events)
+
+    async def get_events_page(
+        self,
+        agent_key: str,
+        session_key: str,
+        *,
+        page_size: int | None = None,
+        page_key: str | None = None,
+    ) -> EventPage:
+        """One page of a session's events, oldest first; pass ``page_key`` for the next."""
+        params: dict[str, Any] = _page_size(page_size)
+        if page_key is not None:
+            params["page_key"] = page_key
+        operation = "list events"
+        response = await self.http.request(
+            "GET",
+            f"{self._session_path(agent_key, session_key)}/events",
+            operation=operation,
+            idempotent=True,
+            params=params,
+        )
+        payload = self._json(response, operation)
+        events = self._events(payload.get("events"), response, operation)
+        return EventPage(events=events, page_key=_next_page_key(payload))
+
+    async def list_events(
+        self, agent_key: str, session_key: str, *, page_size: int | None = None
+    ) -> AsyncGenerator[AgentEvent, None]:
+        """Every event of a session, page after page (``page_size``: 1 to 100 per request)."""
+        page_key: str | None = None
+        seen: set[str] = set()
+        while True:
+            page = await self.get_events_page(
+                agent_key, session_key, page_size=page_size, page_key=page_key
+            )
+            for event in page.events:
+                yield event
+            page_key = _advance(page.page_key, seen, "list events", self.http.provider)
+            if page_key is None:
+                return
+
+    async def get_event(self, agent_key: str, session_key: str, event_id: str) -> AgentEvent:
+        """One event by its ID (``aev_...``)."""
+        try:
+            checked = quote(check_event_id(event_id), safe="")
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        operation = "get event"
+        response = await self.http.request(
+            "GET",
+            f"{self._session_path(agent_key, session_key)}/events/{checked}",
+            operation=operation,
+            idempotent=True,
+        )
+        return parse_event(self._json(response, operation))
+
+    # -- reading answers ------------------------------------------------------------------------
+
+    def _unreadable(
+        self, response: httpx.Response, operation: str, why: str, *, acted: bool
+    ) -> ProviderError:
+        cls = OutcomeUnknownError if acted else ProviderError
+        return cls(
+            provider=self.http.provider,
+            operation=operation,
+            status_code=response.status_code,
+            detail=f"the answer could not be read: {why}",
+        )
+
+    def _json(
+        self, response: httpx.Response, operation: str, *, acted: bool = False
+    ) -> dict[str, Any]:
+        try:
+            payload = json.loads(response.content, strict=False)
+        except ValueError as exc:
+            why = f"invalid JSON ({exc})"
+            raise self._unreadable(response, operation, why, acted=acted) from exc
+        if not isinstance(payload, dict):
+            raise self._unreadable(response, operation, "expected a JSON object", acted=acted)
+        return payload
+
+    def _events(
+        self, raw: Any, response: httpx.Response, operation: str, *, acted: bool = False
+    ) -> list[AgentEvent]:
+        if not isinstance(raw, list):
+            raise self._unreadable(response, operation, "'events' is not a list", acted=acted)
+        return [parse_event(item) for item in raw]
+
+    def _model(
+        self, model: type[AgentSession], response: httpx.Response, operation: str
+    ) -> AgentSession:
+        return self._validate(model, [self._json(response, operation)], operation)[0]
+
+    def _validate(
+        self, model: type[AgentSession], payload: Any, operation: str
+    ) -> list[AgentSession]:
+        try:
+            if not isinstance(payload, list):
+                raise ValueError("expected a list of sessions")
+            return [model.model_validate(item) for item in payload]
+        except ValueError as exc:
+            raise ProviderError(
+                provider=self.http.provider,
+                operation=operation,
+                detail=f"the answer does not look like a Vectara session: {_first_error(exc)}",
+            ) from None
+
+
+def _as_streamed(event: AgentEvent) -> list[StreamEvent]:
+    """A stored event as the stream would have sent it (for a server that did not stream)."""
+    if isinstance(event, AgentOutputEvent):
+        return [
+            StreamingAgentOutput(content=event.content, created_at=event.created_at),
+            StreamingAgentOutputEnd(created_at=event.created_at),
+        ]
+    if isinstance(event, ThinkingEvent):
+        return [
+            StreamingThinking(content=event.content or "", created_at=event.created_at),
+            StreamingThinkingEnd(created_at=event.created_at),
+        ]
+    if isinstance(event, InputMessageEvent):
+        return []  # the echo of what was sent; the stream does not repeat it
+    return [parse_stream_event(event.model_dump(mode="json"))]
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return f"{where}: {message}"
+    return str(exc)
+
+
+def _next_page_key(payload: Mapping[str, Any]) -> str | None:
+    metadata = payload.get("metadata")
+    page_key = metadata.get("page_key") if isinstance(metadata, dict) else None
+    return page_key if isinstance(page_key, str) and page_key else None
+
+
+def _advance(page_key: str | None, seen: set[str], operation: str, provider: str) -> str | None:
+    """The next page's key; a key seen before would page forever, so it is an error."""
+    if page_key is None:
+        return None
+    if page_key in seen:
+        raise ProviderError(
+            provider=provider,
+            operation=operation,
+            detail="the server returned a page_key it had returned before; stopped paging",
+        )
+    seen.add(page_key)
+    return page_key
+
+
+def _incomplete(
+    provider: str, operation: str, response: httpx.Response, detail: str
+) -> OutcomeUnknownError:
+    return OutcomeUnknownError(
+        provider=provider,
+        operation=operation,
+        status_code=response.status_code,
+        detail=f"{detail} without its 'end' event; the agent got the message but may not have "
+        "finished its answer",
+    )

@@ -1,0 +1,453 @@
+"""Vectara Agents sessions and events as pydantic models.
+
+Requests are validated before anything is sent, with messages that name the field and the fix.
+Responses tolerate fields we do not know. An event of a type we do not model is kept whole as an
+:class:`UnknownEvent`, never dropped and never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+
+# The spec's pattern is `[0-9a-zA-Z_-]+$` without a leading `^`, so it would accept "a/b c". Keys go
+# into URL paths, so ours is anchored: a stray slash must fail here, not hit another endpoint.
+KEY_PATTERN = re.compile(r"^[0-9a-zA-Z_-]{1,50}$")
+"""Agent and session keys: 1 to 50 letters, digits, ``_`` or ``-``."""
+
+_PATH_SAFE = re.compile(r"^[0-9a-zA-Z_-]{1,200}$")
+
+
+def check_key(value: str, field: str) -> str:
+    """Return ``value`` if it is a valid agent or session key, else raise ``ValueError``."""
+    if not isinstance(value, str) or not KEY_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{field} {value!r} is not a valid Vectara key: use 1 to 50 letters, digits, '_' or "
+            "'-' (no spaces or slashes), e.g. 'support_session_12345'"
+        )
+    return value
+
+
+def check_event_id(value: str) -> str:
+    """Return ``value`` if it can be an event ID (``aev_...``), else raise ``ValueError``."""
+    if not isinstance(value, str) or not _PATH_SAFE.fullmatch(value):
+        raise ValueError(
+            f"event_id {value!r} is not a valid Vectara event ID: use the 'id' of an event "
+            "(letters, digits, '_' or '-', e.g. 'aev_user_001')"
+        )
+    return value
+
+
+class _Request(BaseModel):
+    """A request body: unknown fields are refused, so a typo fails before anything is sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body as the API expects it (no unset optional fields)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class _Response(BaseModel):
+    """A response body: fields we do not model are kept (``model_extra``), never refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+class CreateSessionRequest(_Request):
+    """The body of *create session* (``CreateAgentSessionRequest``)."""
+
+    name: str = Field(min_length=1, description="Human-readable name for the session.")
+    key: str | None = Field(
+        default=None,
+        description="Your own session key; Vectara generates one from the name when absent.",
+    )
+    description: str | None = Field(default=None, description="What the session is for.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Arbitrary metadata; instructions and tools can read it."
+    )
+    enabled: bool | None = Field(default=None, description="Whether the session accepts input.")
+    tti_minutes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Idle minutes before Vectara deletes the session; 0 means never.",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return None if value is None else check_key(value, "key")
+
+
+class UpdateSessionRequest(_Request):
+    """The body of *update session* (``UpdateAgentSessionRequest``): only what changes."""
+
+    name: str | None = Field(default=None, min_length=1)
+    description: str | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Replaces the session's metadata."
+    )
+    enabled: bool | None = None
+    tti_minutes: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> UpdateSessionRequest:
+        if not self.to_wire():
+            raise ValueError(
+                "nothing to update: give at least one of name, description, metadata, enabled "
+                "or tti_minutes"
+            )
+        return self
+
+
+class AgentSession(_Response):
+    """A session (``AgentSession``): the conversation container of one agent."""
+
+    key: str
+    agent_key: str
+    # Optional although the spec lists `name` as required: the docs' list example omits it.
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    tti_minutes: int | None = None
+    created_at: datetime | None = None
+
+
+class SessionPage(_Response):
+    """One page of *list sessions*; ``page_key`` is ``None`` on the last page."""
+
+    sessions: list[AgentSession]
+    page_key: str | None = None
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+class TextInput(_Response):
+    """One text input of a message (``AgentTextInput``)."""
+
+    type: str = "text"
+    content: str = ""
+
+
+class InputMessage(_Request):
+    """The body of *send message* (``CreateInputEvent``)."""
+
+    type: Literal["input_message"] = "input_message"
+    messages: list[TextInput] = Field(min_length=1)
+    stream_response: bool = False
+
+    @classmethod
+    def text(cls, *texts: str, stream: bool = False) -> InputMessage:
+        """``InputMessage.text("Where is my order?")``: one text input per argument."""
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(
+                    "a message must be non-empty text: pass what the user says, e.g. "
+                    "send_message(..., 'Where is my order?')"
+                )
+        if not texts:
+            raise ValueError("give at least one text to send, e.g. 'Where is my order?'")
+        return cls(messages=[TextInput(content=text) for text in texts], stream_response=stream)
+
+
+# -- events (stored, and returned by send message / list events / get event) ----------------------
+
+
+class _Event(_Response):
+    id: str | None = None
+    session_key: str | None = None
+    created_at: datetime | None = None
+
+
+class InputMessageEvent(_Event):
+    """What the user sent."""
+
+    type: Literal["input_message"] = "input_message"
+    messages: list[TextInput] = Field(default_factory=list)
+
+
+class ArtifactReference(_Response):
+    """A file uploaded to the session's workspace."""
+
+    artifact_id: str | None = None
+    filename: str | None = None
+    mime_type: str | None = None
+    size_bytes: int | None = None
+
+
+class ArtifactUploadEvent(_Event):
+    """Files were uploaded to the session as artifacts."""
+
+    type: Literal["artifact_upload"] = "artifact_upload"
+    artifacts: list[ArtifactReference] = Field(default_factory=list)
+
+
+class ToolInputEvent(_Event):
+    """The agent called a tool."""
+
+    type: Literal["tool_input"] = "tool_input"
+    tool_call_id: str | None = None
+    tool_configuration_name: str | None = None
+    tool_name: str | None = None
+    tool_input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolOutputEvent(_Event):
+    """A tool answered the agent."""
+
+    type: Literal["tool_output"] = "tool_output"
+    tool_call_id: str | None = None
+    tool_configuration_name: str | None = None
+    tool_name: str | None = None
+    tool_output: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThinkingEvent(_Event):
+    """The agent's reasoning."""
+
+    type: Literal["thinking"] = "thinking"
+    content: str | None = None
+
+
+class AgentOutputEvent(_Event):
+    """A complete answer of the agent."""
+
+    type: Literal["agent_output"] = "agent_output"
+    content: str = ""
+
+
+class ContextLimitExceededEvent(_Event):
+    """The request exceeded the model's context limit."""
+
+    type: Literal["context_limit_exceeded"] = "context_limit_exceeded"
+    message: str | None = None
+    context_limit: int | None = None
+    actual_tokens: int | None = None
+
+
+class ImageReadEvent(_Event):
+    """An image artifact was loaded into the conversation."""
+
+    type: Literal["image_read"] = "image_read"
+    artifact_id: str | None = None
+    detail: str | None = None
+
+
+class UnknownEvent(_Response):
+    """An event of a type this package does not model (yet), kept whole in ``model_extra``."""
+
+    type: str = ""
+
+
+# -- stream-only events ---------------------------------------------------------------------------
+
+
+class StreamingAgentOutput(_Response):
+    """A chunk of the agent's answer."""
+
+    type: Literal["streaming_agent_output"] = "streaming_agent_output"
+    content: str = ""
+    created_at: datetime | None = None
+
+
+class StreamingAgentOutputEnd(_Response):
+    """The agent's streamed answer is complete."""
+
+    type: Literal["streaming_agent_output_end"] = "streaming_agent_output_end"
+    created_at: datetime | None = None
+
+
+class StreamingThinking(_Response):
+    """A chunk of the agent's reasoning."""
+
+    type: Literal["streaming_thinking"] = "streaming_thinking"
+    content: str = ""
+    created_at: datetime | None = None
+
+
+class StreamingThinkingEnd(_Response):
+    """The agent's streamed reasoning is complete."""
+
+    type: Literal["streaming_thinking_end"] = "streaming_thinking_end"
+    created_at: datetime | None = None
+
+
+class StreamError(_Response):
+    """The agent failed while answering; the stream's client raises :class:`AgentStreamError`."""
+
+    type: Literal["error"] = "error"
+    messages: list[str] = Field(default_factory=list)
+
+
+class StreamEnd(_Response):
+    """The last event of every stream."""
+
+    type: Literal["end"] = "end"
+
+
+def _tag(known: frozenset[str]) -> Any:
+    def tag(value: Any) -> str:
+        if isinstance(value, UnknownEvent):  # a known type of unexpected shape stays unknown
+            return "unknown"
+        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        return kind if isinstance(kind, str) and kind in known else "unknown"
+
+    return tag
+
+
+_STORED = {
+    "input_message": InputMessageEvent,
+    "artifact_upload": ArtifactUploadEvent,
+    "tool_input": ToolInputEvent,
+    "tool_output": ToolOutputEvent,
+    "thinking": ThinkingEvent,
+    "agent_output": AgentOutputEvent,
+    "context_limit_exceeded": ContextLimitExceededEvent,
+    "image_read": ImageReadEvent,
+}
+
+
+def _keep_whole(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate as the union says; on a mismatch keep the event whole as an UnknownEvent."""
+    try:
+        return handler(value)
+    except ValidationError:
+        # A known type whose fields do not fit our model (a vendor change): keep it rather than
+        # fail a conversation over it.
+        raw = value.model_dump() if isinstance(value, BaseModel) else value
+        if not isinstance(raw, dict):
+            return UnknownEvent(value=raw)
+        return UnknownEvent.model_validate({**raw, "type": str(raw.get("type", ""))})
+
+
+AgentEvent = Annotated[
+    Annotated[InputMessageEvent, Tag("input_message")]
+    | Annotated[ArtifactUploadEvent, Tag("artifact_upload")]
+    | Annotated[ToolInputEvent, Tag("tool_input")]
+    | Annotated[ToolOutputEvent, Tag("tool_output")]
+    | Annotated[ThinkingEvent, Tag("thinking")]
+    | Annotated[AgentOutputEvent, Tag("agent_output")]
+    | Annotated[ContextLimitExceededEvent, Tag("context_limit_exceeded")]
+    | Annotated[ImageReadEvent, Tag("image_read")]
+    | Annotated[UnknownEvent, Tag("unknown")],
+    Discriminator(_tag(frozenset(_STORED))),
+    WrapValidator(_keep_whole),
+]
+"""Any event stored in a session; an unmodelled ``type`` becomes an :class:`UnknownEvent`."""
+
+StreamEvent = Annotated[
+    Annotated[StreamingAgentOutput, Tag("streaming_agent_output")]
+    | Annotated[StreamingAgentOutputEnd, Tag("streaming_agent_output_end")]
+    | Annotated[StreamingThinking, Tag("streaming_thinking")]
+    | Annotated[StreamingThinkingEnd, Tag("streaming_thinking_end")]
+    | Annotated[ToolInputEvent, Tag("tool_input")]
+    | Annotated[ToolOutputEvent, Tag("tool_output")]
+    | Annotated[ContextLimitExceededEvent, Tag("context_limit_exceeded")]
+    | Annotated[ImageReadEvent, Tag("image_read")]
+    | Annotated[StreamError, Tag("error")]
+    | Annotated[StreamEnd, Tag("end")]
+    | Annotated[UnknownEvent, Tag("unknown")],
+    Discriminator(
+        _tag(
+            frozenset(
+                {
+                    "streaming_agent_output",
+                    "streaming_agent_output_end",
+                    "streaming_thinking",
+                    "streaming_thinking_end",
+                    "tool_input",
+                    "tool_output",
+                    "context_limit_exceeded",
+                    "image_read",
+                    "error",
+                    "end",
+                }
+            )
+        )
+    ),
+    WrapValidator(_keep_whole),
+]
+"""Any event of a streamed answer; an unmodelled ``type`` becomes an :class:`UnknownEvent`."""
+
+_AGENT_EVENT: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
+_STREAM_EVENT: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
+
+
+def parse_event(payload: Any) -> AgentEvent:
+    """One stored event from its JSON; never raises, whatever the server sent."""
+    return _AGENT_EVENT.validate_python(payload)
+
+
+def parse_stream_event(payload: Any) -> StreamEvent:
+    """One streamed event from its JSON ``data``; never raises, whatever the server sent."""
+    return _STREAM_EVENT.validate_python(payload)
+
+
+class EventPage(_Response):
+    """One page of *list events*; ``page_key`` is ``None`` on the last page."""
+
+    events: list[AgentEvent]
+    page_key: str | None = None
+
+
+# -- replies --------------------------------------------------------------------------------------
+
+
+class MessageReply(_Response):
+    """What the agent did with one message: its output events and its final answer.
+
+    Attributes:
+        session_key: the session the message went to.
+        text: the agent's final answer: the last ``agent_output`` (or, streamed, the last run of
+            ``streaming_agent_output`` chunks); empty when the agent gave none.
+        events: the events the agent produced, in order. The echoed ``input_message`` is left
+            out. A streamed reply holds the stream's tool, context and image events, and
+            its output and thinking chunks are folded into ``text``.
+        input_event_id: the ID of the stored ``input_message`` event, when the server returned it.
+    """
+
+    session_key: str
+    text: str = ""
+    events: list[AgentEvent] = Field(default_factory=list)
+    input_event_id: str | None = None
+
+    @property
+    def outputs(self) -> list[AgentOutputEvent]:
+        """The agent's complete answers, in order."""
+        return [event for event in self.events if isinstance(event, AgentOutputEvent)]
+
+    @classmethod
+    def from_events(cls, session_key: str, events: list[AgentEvent]) -> MessageReply:
+        """Build a reply from the events *send message* returned (input echo included)."""
+        outputs = [event for event in events if not isinstance(event, InputMessageEvent)]
+        inputs = [event for event in events if isinstance(event, InputMessageEvent)]
+        answers = [event.content for event in outputs if isinstance(event, AgentOutputEvent)]
+        return cls(
+            session_key=session_key,
+            text=answers[-1] if answers else "",
+            events=outputs,
+            input_event_id=inputs[-1].id if inputs else None,
+        )
+
+
+STORED_EVENT_TYPES: tuple[type[BaseModel], ...] = (*_STORED.values(), UnknownEvent)
