@@ -5,6 +5,8 @@ the ``prefect.collections`` entry point).
 """
 
 from prefect_sessions._version import __version__
+from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
+from prefect_sessions.vectara.credentials import VectaraCredentials
 from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
 
-__all__ = ["VoiceflowCredentials", "__version__"]
+__all__ = ["LiveAvatarCredentials", "VectaraCredentials", "VoiceflowCredentials", "__version__"]

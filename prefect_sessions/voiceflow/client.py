@@ -286,7 +286,9 @@ class VoiceflowClient:
         traces = payload.get("traces")
         if not isinstance(traces, list):
             raise self._unreadable(response, "interact", "no 'traces' list in the answer")
-        return self._traces(response, "interact", traces)
+        turn = self._traces(response, "interact", traces)
+        turn.latency_ms = response.elapsed.total_seconds() * 1000
+        return turn
 
     @asynccontextmanager
     async def interact_stream(

@@ -365,6 +365,9 @@ class TurnResult(BaseModel):
     """The agent's answer to one action: its traces, and what a person would read from them."""
 
     traces: list[Trace] = Field(default_factory=list)
+    latency_ms: float | None = Field(
+        default=None, description="How long the provider took to answer (the last attempt)."
+    )
 
     @property
     def messages(self) -> list[str]:
