@@ -13,17 +13,8 @@ from prefect_sessions.emulator.config import FAULT_KINDS, EmulatorConfig
 from prefect_sessions.emulator.server import LOOPBACK, bind, uvicorn_config
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefect-sessions")
-    commands = parser.add_subparsers(dest="command", required=True)
-    emulator = commands.add_parser(
-        "emulator",
-        help="serve Voiceflow, Vectara Agents and LiveAvatar APIs locally",
-        description=(
-            "Serve a local emulator of the Voiceflow runtime, Vectara Agents and LiveAvatar "
-            "APIs on one port. Any non-empty API key works unless --api-key is given."
-        ),
-    )
+def add_arguments(emulator: argparse.ArgumentParser) -> None:
+    """The ``emulator`` subcommand's options (the top-level CLI owns the parser)."""
     emulator.add_argument("--host", default=LOOPBACK, help="address to listen on (127.0.0.1)")
     emulator.add_argument("--port", type=int, default=8787, help="port to listen on (8787)")
     emulator.add_argument(
@@ -65,12 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--agent", default=None, metavar="FILE", help="agent script (YAML)")
     emulator.add_argument("--log-level", default="warning", help="uvicorn log level (warning)")
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``prefect-sessions`` command."""
-    args = _parser().parse_args(argv)
+def serve(args: argparse.Namespace) -> int:
+    """Run the emulator as the parsed options say, until interrupted; the exit status."""
     try:
         config = EmulatorConfig.from_options(
             api_keys=args.api_keys,
@@ -102,5 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``prefect-sessions`` command (kept here for ``python -m prefect_sessions.emulator``)."""
+    from prefect_sessions.cli import main as cli_main
+
+    return cli_main(argv)

@@ -1,0 +1,195 @@
+"""The ``prefect-sessions`` command: run or validate a conversation suite, or serve the emulator.
+
+Exit status of ``run``: 0 when every conversation passed, 1 when any failed or errored, 2 when
+the suite or the credentials are invalid (nothing was run, or the provider refused the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, listen, new_run_key
+from prefect_sessions.conversation.dataset import iter_conversations
+from prefect_sessions.conversation.report import RunSummary, write_json_report, write_junit
+from prefect_sessions.conversation.results import ConversationResult, ResultStore
+from prefect_sessions.conversation.suite import LoadedSuite, SuiteError, load_suite
+from prefect_sessions.emulator import cli as emulator_cli
+from prefect_sessions.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
+T = TypeVar("T")
+
+EXIT_PASSED, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+#: Errors that mean "the credentials are wrong", not "the agent misbehaved".
+_CREDENTIAL_ERRORS = {"AuthenticationError", "SessionKeyRejectedError"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prefect-sessions",
+        description="Run scripted conversations against conversational-agent APIs with Prefect.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="run a suite as a Prefect flow", description="Run a conversation suite."
+    )
+    run.add_argument("suite", help="the suite file (YAML)")
+    run.add_argument("--base-url", help="send requests here (a private cloud, the emulator)")
+    run.add_argument("--concurrency", type=int, help="conversations in flight at once")
+    run.add_argument("--rate", type=float, help="requests per second to stay under, if known")
+    run.add_argument("--report", metavar="FILE", help="write a JSON report here")
+    run.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    run.add_argument("--run-key", help="resume the run with this key (default: a new run)")
+    run.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="where results are kept")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="a bar on a terminal (auto), one line per finished conversation (lines), or none",
+    )
+
+    validate = commands.add_parser(
+        "validate", help="check a suite without running it", description="Validate a suite."
+    )
+    validate.add_argument("suite", help="the suite file (YAML)")
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve Voiceflow, Vectara Agents and LiveAvatar APIs locally",
+        description=(
+            "Serve a local emulator of the Voiceflow runtime, Vectara Agents and LiveAvatar "
+            "APIs on one port. Any non-empty API key works unless --api-key is given."
+        ),
+    )
+    emulator_cli.add_arguments(emulator)
+    return parser
+
+
+def _validate(path: str) -> LoadedSuite | None:
+    try:
+        return load_suite(path)
+    except SuiteError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+class _Progress:
+    """A progress bar on a terminal, a line per finished conversation, or nothing."""
+
+    def __init__(self, total: int, mode: str) -> None:
+        self._bar: Any = None
+        self._lines = mode == "lines"
+        if mode == "bar" or (mode == "auto" and sys.stdout.isatty()):
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            self._task = self._bar.add_task("conversations", total=total)
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self, result: ConversationResult) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif self._lines:
+            print(f"{result.status} {result.id}", flush=True)
+
+
+def _ui_link(flow_run_id: Any) -> str:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value() or ""
+    if not PREFECT_API_URL.value() or not ui:
+        return "Prefect ran on a temporary local server; set PREFECT_API_URL to keep runs in a UI"
+    return f"Prefect UI: {ui.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _run(args: argparse.Namespace) -> int:
+    loaded = _validate(args.suite)
+    if loaded is None:
+        return EXIT_INVALID
+    from prefect_sessions.conversation.batch import batch_conversations
+
+    run_key = args.run_key or new_run_key()
+    total = sum(1 for _ in iter_conversations(loaded))
+    with _Progress(total, args.progress) as progress:
+        listen(run_key, progress.advance)
+        try:
+            state: State[RunSummary] = asyncio.run(
+                _as_coroutine(
+                    batch_conversations(
+                        suite_path=args.suite,
+                        run_key=run_key,
+                        base_url=args.base_url,
+                        concurrency=args.concurrency,
+                        rate=args.rate,
+                        results_dir=args.results_dir,
+                        return_state=True,
+                    )
+                )
+            )
+        finally:
+            listen(run_key, None)
+    try:
+        summary: RunSummary = state.result()
+    except ConfigurationError as exc:
+        print(f"prefect-sessions run: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    latest = ResultStore(summary.results_path).latest()
+    if args.report:
+        write_json_report(args.report, summary, latest.values())
+    if args.junit:
+        write_junit(args.junit, summary, latest.values())
+    print(summary.line())
+    print(f"Results: {summary.results_path}" + (f"; report: {args.report}" if args.report else ""))
+    print(_ui_link(state.state_details.flow_run_id))
+    if summary.ok:
+        return EXIT_PASSED
+    errored = [r for r in latest.values() if r.status == "errored"]
+    nothing_ran = errored and summary.passed == 0 and summary.failed == 0
+    if nothing_ran and all(r.error_type in _CREDENTIAL_ERRORS for r in errored):
+        print("prefect-sessions run: the provider refused the credentials", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prefect-sessions`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "emulator":
+        return emulator_cli.serve(args)
+    if args.command == "validate":
+        loaded = _validate(args.suite)
+        if loaded is None:
+            return EXIT_INVALID
+        count = sum(1 for _ in iter_conversations(loaded))
+        print(f"{args.suite}: valid; {count} conversations against {loaded.suite.provider}")
+        return EXIT_PASSED
+    return _run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One adapter per provider, implementing :mod:`prefect_sessions.conversation.protocol`."""

@@ -1,0 +1,106 @@
+"""LiveAvatar as a conversation: a session per conversation, read through its transcript.
+
+LiveAvatar's API takes no typed user turns (people speak to the avatar over LiveKit), so a suite
+can ``launch`` a session, whose answer is what the avatar said on joining, and send ``no_reply``
+turns, which keep the session alive and answer with what was said since. The session is always
+stopped at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect_sessions.conversation.adapters.credentials import resolve_credentials
+from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
+from prefect_sessions.conversation.turns import Reply, Turn
+from prefect_sessions.liveavatar import (
+    AvatarPersona,
+    FullSessionConfig,
+    LiveAvatarClient,
+    LiveAvatarCredentials,
+)
+
+#: LiveAvatar's public sandbox avatar ("Wayne"): sandbox sessions use no credits.
+SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
+
+
+@dataclass
+class _Handle:
+    session_id: str | None = None
+    heard: int = 0
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+class LiveAvatarAdapter:
+    """Runs suite turns on LiveAvatar sessions (FULL mode; sandbox unless configured off)."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        fields = settings.fields
+        self.avatar_id = str(fields.get("avatar_id") or SANDBOX_AVATAR_ID)
+        self.context_id = fields.get("context_id")
+        self.sandbox = bool(fields.get("is_sandbox", True))
+        self._client: LiveAvatarClient | None = None
+
+    async def __aenter__(self) -> LiveAvatarAdapter:
+        def inline(options: dict[str, Any]) -> LiveAvatarCredentials:
+            return LiveAvatarCredentials(api_key=self.settings.api_key, **options)
+
+        credentials = await resolve_credentials(self.settings, LiveAvatarCredentials, inline)
+        self._client = await credentials.get_client().__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            await self._client.__aexit__(*exc_info)
+
+    @property
+    def client(self) -> LiveAvatarClient:
+        if self._client is None:
+            raise RuntimeError("use the adapter inside 'async with'")
+        return self._client
+
+    async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
+        # The session itself starts with the `launch` turn, so its greeting is that turn's answer.
+        return _Handle(variables={k: str(v) for k, v in variables.items()})
+
+    async def _new_lines(self, handle: _Handle) -> list[str]:
+        assert handle.session_id is not None
+        transcript = await self.client.get_transcript(handle.session_id)
+        said = [e.transcript for e in transcript.entries[handle.heard :] if e.role == "avatar"]
+        handle.heard = len(transcript.entries)
+        return said
+
+    async def turn(self, handle: _Handle, turn: Turn) -> Reply:
+        if turn.kind == "launch":
+            if handle.session_id is not None:
+                raise ConversationFailure("the LiveAvatar session is already launched")
+            config = FullSessionConfig(
+                avatar_id=self.avatar_id,
+                avatar_persona=AvatarPersona(context_id=self.context_id),
+                dynamic_variables=handle.variables or None,
+                is_sandbox=self.sandbox,
+            )
+            token = await self.client.create_session_token(config)
+            handle.session_id = token.session_id
+            await self.client.start_session(token)
+        elif turn.kind == "no_reply":
+            if handle.session_id is None:
+                raise ConversationFailure("launch the LiveAvatar session before other turns")
+            await self.client.keep_alive(handle.session_id)
+        else:
+            raise ConversationFailure(f"LiveAvatar cannot take a {turn.kind!r} turn")
+        return Reply(messages=await self._new_lines(handle))
+
+    async def variables(self, handle: _Handle) -> dict[str, Any]:
+        return dict(handle.variables)
+
+    async def end(self, handle: _Handle) -> None:
+        if handle.session_id is not None:
+            await self.client.stop_session(handle.session_id, "USER_CLOSED")
+
+    def counters(self) -> tuple[int, int]:
+        stats = self.client.http.stats
+        return stats.attempts, stats.rate_limited

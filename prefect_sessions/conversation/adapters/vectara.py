@@ -1,0 +1,73 @@
+"""Vectara Agents as a conversation: a new agent session per conversation, a message per turn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prefect_sessions.conversation.adapters.credentials import resolve_credentials
+from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
+from prefect_sessions.conversation.turns import Reply, Turn
+from prefect_sessions.vectara import VectaraClient, VectaraCredentials
+
+
+@dataclass
+class _Handle:
+    agent_key: str
+    session_key: str
+
+
+class VectaraAdapter:
+    """Runs suite turns on a Vectara agent. The conversation's variables become the session's
+    metadata; the session is deleted at the end."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.agent_key = str(settings.fields.get("agent_key") or "")
+        self._client: VectaraClient | None = None
+
+    async def __aenter__(self) -> VectaraAdapter:
+        def inline(options: dict[str, Any]) -> VectaraCredentials:
+            return VectaraCredentials(api_key=self.settings.api_key, **options)
+
+        credentials = await resolve_credentials(self.settings, VectaraCredentials, inline)
+        self._client = await credentials.get_client().__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            await self._client.__aexit__(*exc_info)
+
+    @property
+    def client(self) -> VectaraClient:
+        if self._client is None:
+            raise RuntimeError("use the adapter inside 'async with'")
+        return self._client
+
+    async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
+        # No caller-chosen key: a restarted conversation must get a fresh session, not the old one.
+        session = await self.client.create_session(
+            self.agent_key, name=conversation_id[:200], metadata=dict(variables) or None
+        )
+        return _Handle(self.agent_key, session.key)
+
+    async def turn(self, handle: _Handle, turn: Turn) -> Reply:
+        if turn.kind != "text":
+            raise ConversationFailure(f"Vectara cannot take a {turn.kind!r} turn")
+        reply = await self.client.send_message(handle.agent_key, handle.session_key, turn.value)
+        return Reply(
+            messages=[reply.text] if reply.text else [],
+            trace_types=[event.type for event in reply.events],
+        )
+
+    async def variables(self, handle: _Handle) -> dict[str, Any]:
+        session = await self.client.get_session(handle.agent_key, handle.session_key)
+        return dict(session.metadata or {})
+
+    async def end(self, handle: _Handle) -> None:
+        await self.client.delete_session(handle.agent_key, handle.session_key, missing_ok=True)
+
+    def counters(self) -> tuple[int, int]:
+        stats = self.client.http.stats
+        return stats.attempts, stats.rate_limited

@@ -1,0 +1,145 @@
+"""From suite to concrete conversations: one per spec, or one per dataset row, templated.
+
+``{{ row.user }}`` (Jinja2, sandboxed, strict) may appear in a conversation's ``id``, its
+``variables``, and any string of its turns and expectations. Conversations are produced lazily,
+so a 10,000-row dataset is never held in memory at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import ValidationError
+
+from prefect_sessions.conversation.suite import ConversationSpec, LoadedSuite, SuiteError
+from prefect_sessions.conversation.turns import Turn
+
+_jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One conversation ready to run."""
+
+    id: str
+    variables: Mapping[str, Any]
+    turns: tuple[Turn, ...]
+    origin: str  # where it came from, for messages: "conversations[1], row 17 of users.csv"
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of what the conversation does, so a resumed run can tell it is the same one."""
+        body = json.dumps(
+            [self.id, dict(self.variables), [t.model_dump(mode="json") for t in self.turns]],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _render(value: Any, row: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        return _jinja.from_string(value).render(row=row)
+    if isinstance(value, list | tuple):
+        return [_render(item, row) for item in value]
+    if isinstance(value, dict):
+        return {key: _render(item, row) for key, item in value.items()}
+    return value
+
+
+def _rows(path: Path, source: str) -> Iterator[tuple[int | None, dict[str, Any]]]:
+    """``(line number, row)`` from a CSV (header row first) or JSONL file."""
+    if not path.is_file():
+        raise SuiteError(source, [f"{source}: dataset {path} does not exist"])
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            if path.suffix.lower() == ".jsonl":
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except ValueError as exc:
+                        raise SuiteError(
+                            source, [f"{path}:{number}: not a JSON object: {exc}"]
+                        ) from None
+                    if not isinstance(row, dict):
+                        raise SuiteError(source, [f"{path}:{number}: each line must be an object"])
+                    yield number, row
+            elif path.suffix.lower() == ".csv":
+                reader = csv.DictReader(handle)
+                for row in reader:
+                    if None in row:
+                        raise SuiteError(
+                            source, [f"{path}:{reader.line_num}: more cells than header columns"]
+                        )
+                    yield reader.line_num, dict(row)
+            else:
+                raise SuiteError(source, [f"{source}: dataset {path} must end in .csv or .jsonl"])
+    except UnicodeDecodeError as exc:
+        raise SuiteError(
+            source, [f"{path}: byte {exc.start} is not UTF-8; save the dataset as UTF-8"]
+        ) from None
+
+
+def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conversation:
+    try:
+        conversation_id = str(_render(spec.id, row)).strip()
+        variables = _render(spec.variables, row)
+        turns = tuple(
+            Turn.model_validate(_render(turn.model_dump(mode="python"), row)) for turn in spec.turns
+        )
+    except TemplateError as exc:
+        raise ValueError(f"template error: {exc.message or exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ValueError(f"after templating: {first}") from None
+    if not conversation_id:
+        raise ValueError("the id is empty after templating")
+    return Conversation(conversation_id, variables, turns, origin)
+
+
+def iter_conversations(loaded: LoadedSuite) -> Iterator[Conversation]:
+    """Every conversation of a suite, in file order, with unique IDs.
+
+    Raises:
+        SuiteError: at the first row that cannot be expanded, naming the row and the fix.
+    """
+    source = str(loaded.path)
+    seen: dict[str, str] = {}
+    for index, spec in enumerate(loaded.suite.conversations):
+        where = f"conversations[{index}]"
+        if spec.dataset is None:
+            rows: Iterator[tuple[int | None, dict[str, Any]]] = iter([(None, {})])
+            dataset_name = ""
+        else:
+            dataset_path = (loaded.base_dir / spec.dataset).resolve()
+            rows = _rows(dataset_path, source)
+            dataset_name = spec.dataset
+        for line, row in rows:
+            origin = where if line is None else f"{where}, line {line} of {dataset_name}"
+            try:
+                conversation = _expand(spec, row, origin)
+            except ValueError as exc:
+                hint = "" if spec.dataset else " (templates need a 'dataset' to read rows from)"
+                raise SuiteError(source, [f"{source}: {origin}: {exc}{hint}"]) from None
+            if conversation.id in seen:
+                raise SuiteError(
+                    source,
+                    [
+                        f"{source}: {origin}: id {conversation.id!r} is already used by "
+                        f"{seen[conversation.id]}; conversation ids must be unique"
+                    ],
+                )
+            seen[conversation.id] = origin
+            yield conversation

@@ -1,0 +1,104 @@
+"""What happened in each conversation, kept as one JSON line per conversation.
+
+Lines are appended as conversations finish, so memory does not grow with the suite, a killed run
+loses at most the conversations in flight, and a re-run can skip what already finished.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+Status = Literal["passed", "failed", "errored"]
+
+
+class TurnRecord(BaseModel):
+    """One turn as it happened."""
+
+    turn: str
+    messages: list[str] = Field(default_factory=list)
+    trace_types: list[str] = Field(default_factory=list)
+    buttons: list[str] = Field(default_factory=list)
+    latency_ms: float = 0.0
+    failures: list[str] = Field(default_factory=list)
+
+
+class ConversationResult(BaseModel):
+    """The outcome of one conversation: passed, failed (an expectation did not hold, or a step
+    could not be taken) or errored (the provider or the transport failed)."""
+
+    id: str
+    status: Status
+    reason: str | None = None
+    error_type: str | None = Field(
+        default=None, description="The error's class name when the conversation errored."
+    )
+    origin: str = ""
+    fingerprint: str = ""
+    attempts: int = 1
+    duration_ms: float = 0.0
+    turns: list[TurnRecord] = Field(default_factory=list)
+    finished_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class ResultStore:
+    """An append-only JSONL file of :class:`ConversationResult`, safe to share between tasks."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[ConversationResult]:
+        """Every result written so far; a line cut by a killed process is skipped."""
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    yield ConversationResult.model_validate_json(line)
+                except ValidationError:
+                    continue
+
+    def finished(self) -> dict[str, str]:
+        """``{conversation id: fingerprint}`` of conversations that reached a verdict (passed or
+        failed). Errored ones are not finished: a resumed run tries them again."""
+        done: dict[str, str] = {}
+        for result in self:
+            if result.status == "errored":
+                done.pop(result.id, None)
+            else:
+                done[result.id] = result.fingerprint
+        return done
+
+    def append(self, result: ConversationResult) -> None:
+        line = result.model_dump_json() + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One write per line in append mode: a kill can cut the last line, never mix two.
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+
+    def latest(self) -> dict[str, ConversationResult]:
+        """The last result of each conversation (a resumed run may have retried it)."""
+        latest: dict[str, ConversationResult] = {}
+        for result in self:
+            latest[result.id] = result
+        return latest
+
+
+def count_statuses(results: dict[str, ConversationResult]) -> dict[str, int]:
+    counts = {"passed": 0, "failed": 0, "errored": 0}
+    for result in results.values():
+        counts[result.status] += 1
+    return counts
+
+
+def to_json_line(result: ConversationResult) -> str:
+    return json.dumps(result.model_dump(mode="json"))

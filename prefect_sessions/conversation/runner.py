@@ -1,0 +1,160 @@
+"""Running conversations: turns in order, expectations checked, many conversations at once.
+
+Provider-neutral: it speaks only the adapter protocol. A conversation whose provider failed in a
+way a fresh session may cure (unavailable, rate limited, outcome unknown) is retried whole from a
+new session; an expectation that does not hold is a verdict and is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prefect_sessions.conversation.dataset import Conversation
+from prefect_sessions.conversation.protocol import ConversationAdapter, ConversationFailure
+from prefect_sessions.conversation.results import (
+    ConversationResult,
+    ResultStore,
+    Status,
+    TurnRecord,
+)
+from prefect_sessions.errors import (
+    OutcomeUnknownError,
+    PrefectSessionsError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+
+#: Failures a fresh session may cure, so the whole conversation is tried again.
+RESTARTABLE = (OutcomeUnknownError, ProviderUnavailableError, RateLimitedError)
+
+
+@dataclass
+class RunCounters:
+    """Totals of one batch (of one chunk task, or of a whole run when added up)."""
+
+    passed: int = 0
+    failed: int = 0
+    errored: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+
+    def add(self, other: RunCounters) -> None:
+        self.passed += other.passed
+        self.failed += other.failed
+        self.errored += other.errored
+        self.requests += other.requests
+        self.rate_limited += other.rate_limited
+
+    def count(self, result: ConversationResult) -> None:
+        if result.status == "passed":
+            self.passed += 1
+        elif result.status == "failed":
+            self.failed += 1
+        else:
+            self.errored += 1
+
+    @property
+    def conversations(self) -> int:
+        return self.passed + self.failed + self.errored
+
+
+async def _attempt(
+    adapter: ConversationAdapter, conversation: Conversation, records: list[TurnRecord]
+) -> tuple[Status, str | None]:
+    session = await adapter.start(conversation.id, conversation.variables)
+    try:
+        for number, turn in enumerate(conversation.turns, start=1):
+            try:
+                reply = await adapter.turn(session, turn)
+            except ConversationFailure as exc:
+                records.append(TurnRecord(turn=turn.describe(), failures=[str(exc)]))
+                return "failed", f"turn {number} ({turn.describe()}): {exc}"
+            variables = await adapter.variables(session) if turn.needs_variables else None
+            failures = [
+                failure for e in turn.expect if (failure := e.failure(reply, variables)) is not None
+            ]
+            records.append(
+                TurnRecord(
+                    turn=turn.describe(),
+                    messages=reply.messages,
+                    trace_types=reply.trace_types,
+                    buttons=reply.buttons,
+                    latency_ms=round(reply.latency_ms, 1),
+                    failures=failures,
+                )
+            )
+            if failures:
+                # Later turns build on this one: stop at the first turn that went wrong.
+                return "failed", f"turn {number} ({turn.describe()}): {failures[0]}"
+        return "passed", None
+    finally:
+        # Cleanup is best effort; the verdict stands.
+        with contextlib.suppress(PrefectSessionsError):
+            await adapter.end(session)
+
+
+async def run_conversation(
+    adapter: ConversationAdapter, conversation: Conversation, *, restarts: int = 1
+) -> ConversationResult:
+    """Run one conversation to a verdict. Never raises for provider or data problems: they
+    become an ``errored`` result with the reason."""
+    started = time.perf_counter()
+    attempts = 0
+    while True:
+        attempts += 1
+        records: list[TurnRecord] = []
+        error: Exception | None = None
+        try:
+            status, reason = await _attempt(adapter, conversation, records)
+        except RESTARTABLE as exc:
+            if attempts <= restarts:
+                continue
+            status, reason, error = "errored", str(exc), exc
+        except PrefectSessionsError as exc:
+            status, reason, error = "errored", str(exc), exc
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # A provider answer we could not make sense of must fail this conversation only.
+            reason = f"unexpected answer ({type(exc).__name__}: {exc})"
+            status, error = "errored", exc
+        return ConversationResult(
+            id=conversation.id,
+            status=status,
+            reason=reason,
+            error_type=type(error).__name__ if error is not None else None,
+            origin=conversation.origin,
+            fingerprint=conversation.fingerprint,
+            attempts=attempts,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            turns=records,
+        )
+
+
+async def run_conversations(
+    adapter: ConversationAdapter,
+    conversations: Iterable[Conversation],
+    *,
+    concurrency: int,
+    store: ResultStore,
+    on_result: Callable[[ConversationResult], None] | None = None,
+    restarts: int = 1,
+) -> RunCounters:
+    """Run ``conversations`` with at most ``concurrency`` at once; append each result to
+    ``store`` as it finishes. Conversations are pulled lazily from the iterable."""
+    counters = RunCounters()
+    source: Iterator[Conversation] = iter(conversations)
+
+    async def worker() -> None:
+        for conversation in source:  # shared iterator: each conversation goes to one worker
+            result = await run_conversation(adapter, conversation, restarts=restarts)
+            store.append(result)
+            counters.count(result)
+            if on_result is not None:
+                on_result(result)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    counters.requests, counters.rate_limited = adapter.counters()
+    return counters

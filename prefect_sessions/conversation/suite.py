@@ -1,0 +1,273 @@
+"""Suite files: a named set of scripted conversations against one provider.
+
+Loading validates everything a run needs before any request is sent: the YAML, every turn and
+expectation, the turn kinds the provider supports, the connection fields and the environment
+variable holding the key, every dataset row and every template. Each problem is reported with
+the file, the line, the path inside the suite and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from prefect_sessions.conversation.providers import provider_spec
+from prefect_sessions.conversation.turns import Turn
+from prefect_sessions.errors import ConfigurationError
+
+#: A suite file larger than this is refused before parsing (datasets hold the bulk data).
+MAX_SUITE_BYTES = 5 * 1024 * 1024
+
+
+class SuiteError(ConfigurationError):
+    """A suite cannot run as written. ``problems`` lists each one with its location and fix."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{source} is not a valid suite:\n{listed}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.source, self.problems))
+
+
+class Connection(BaseModel):
+    """Inline connection settings, for local servers and CI. The key itself never appears in a
+    suite: ``api_key_env`` names the environment variable that holds it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @property
+    def provider_fields(self) -> dict[str, Any]:
+        """The provider-specific settings (``project_id``, ``agent_key``, ...)."""
+        return dict(self.model_extra or {})
+
+
+class ConversationSpec(BaseModel):
+    """One conversation, or with ``dataset`` one per row of a CSV or JSONL file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = None
+    turns: list[Turn] = Field(min_length=1)
+
+
+class Suite(BaseModel):
+    """A suite file's contents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    provider: str
+    credentials: str | None = Field(default=None, min_length=1)
+    connection: Connection | None = None
+    concurrency: int = Field(default=16, ge=1, le=1000)
+    conversations: list[ConversationSpec] = Field(min_length=1)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        provider_spec(value)  # raises with the list of known providers
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> Suite:
+        if (self.credentials is None) == (self.connection is None):
+            raise ValueError(
+                "give exactly one of 'credentials' (the name of a saved credentials block) or "
+                "'connection' (inline settings with api_key_env)"
+            )
+        return self
+
+
+class LoadedSuite(BaseModel):
+    """A validated suite and where it came from (datasets are read relative to it)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    suite: Suite
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+# -- locating errors in the YAML ------------------------------------------------------------------
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
+    """The YAML node at a pydantic error location (deepest one that exists)."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                return node
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return node
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("kind", "value") or "[" in str(part) or part.startswith("function-"):
+            continue  # pydantic-internal names, not the user's
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _problems(error: ValidationError, root: yaml.Node | None, source: str) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        node = _node_at(root, loc)
+        where = f"{source}:{node.start_mark.line + 1}" if node is not None else source
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {_path(loc)}: {message}")
+    return problems
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    """Validate a suite's YAML text (no datasets or environment are read)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise SuiteError(source, [f"{where}: not valid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise SuiteError(source, [f"{source}: not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise SuiteError(source, [f"{source}: a suite is a mapping with name, provider, ..."])
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise SuiteError(source, _problems(exc, root, source)) from None
+    problems = _provider_problems(suite, root, source)
+    if problems:
+        raise SuiteError(source, problems)
+    return suite
+
+
+def _provider_problems(suite: Suite, root: yaml.Node | None, source: str) -> list[str]:
+    """Turn kinds and expectations the provider does not support, checked before any request."""
+    spec = provider_spec(suite.provider)
+    problems = []
+    for c, conversation in enumerate(suite.conversations):
+        for t, turn in enumerate(conversation.turns):
+            loc: tuple[int | str, ...] = ("conversations", c, "turns", t)
+            node = _node_at(root, loc)
+            where = f"{source}:{node.start_mark.line + 1}" if node is not None else source
+            if turn.kind not in spec.turn_kinds:
+                problems.append(
+                    f"{where}: {_path(loc)}: {suite.provider} does not support '{turn.kind}' "
+                    f"turns; use one of {', '.join(sorted(spec.turn_kinds))}"
+                )
+            for expectation in turn.expect:
+                if expectation.kind not in spec.expectation_kinds:
+                    problems.append(
+                        f"{where}: {_path(loc)}: {suite.provider} cannot check "
+                        f"'{expectation.kind}'; use one of "
+                        f"{', '.join(sorted(spec.expectation_kinds))}"
+                    )
+    if suite.connection is not None:
+        problems.extend(
+            f"{source}: connection: {problem}"
+            for problem in spec.connection_problems(suite.connection.provider_fields)
+        )
+    return problems
+
+
+def load_suite(path: str | Path, *, environ: dict[str, str] | None = None) -> LoadedSuite:
+    """Read and validate a suite file, its datasets and the environment it needs.
+
+    Raises:
+        SuiteError: with every problem found, each with its location and fix.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_SUITE_BYTES:
+            raise SuiteError(
+                source,
+                [
+                    f"{source}: the file is {size} bytes; keep suites under "
+                    f"{MAX_SUITE_BYTES} bytes and put bulk rows in a dataset (CSV or JSONL)"
+                ],
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SuiteError(source, [f"{source}: cannot read the file: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(
+            source, [f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8"]
+        ) from None
+    suite = parse_suite(text, source)
+    loaded = LoadedSuite(suite=suite, path=path)
+    problems = list(
+        _environment_problems(suite, source, os.environ if environ is None else environ)
+    )
+    # Expanding every conversation checks every dataset row and template without keeping them.
+    from prefect_sessions.conversation.dataset import iter_conversations
+
+    try:
+        for _ in iter_conversations(loaded):
+            pass
+    except SuiteError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise SuiteError(source, problems)
+    return loaded
+
+
+def _environment_problems(
+    suite: Suite, source: str, environ: dict[str, str] | Any
+) -> Iterator[str]:
+    connection = suite.connection
+    if connection is None:
+        return
+    if not connection.api_key_env:
+        yield (
+            f"{source}: connection.api_key_env: name the environment variable that holds the "
+            f"API key (e.g. api_key_env: {suite.provider.upper()}_API_KEY)"
+        )
+    elif not environ.get(connection.api_key_env):
+        yield (
+            f"{source}: connection.api_key_env: the environment variable "
+            f"{connection.api_key_env} is not set; export it with the API key "
+            "(any non-empty value works against the emulator)"
+        )
