@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo install lint typecheck unit clean
+.PHONY: test demo demo-stop install lint typecheck unit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,17 @@ unit: install
 
 test: lint typecheck unit
 
-# The main job (a conversation suite against the bundled emulator on Prefect's local server)
-# arrives with the conversation-suites issue. Until then this says so and fails, rather than
-# pretending.
+# The main job: Prefect's local server, the bundled emulator with a rate limit on, and the
+# example suite of 200 conversations run through `prefect-sessions run`.
 demo: install
-	@echo "make demo: the batch-conversation demo is not built yet (see the conversation-suites issue)." >&2
-	@echo "What works today: the HTTP engine; run 'make test' to see it exercised." >&2
-	@exit 2
+	$(BIN)/python scripts/demo.py
+
+# Stop the Prefect server that `make demo` left running for its UI.
+demo-stop:
+	@if [ -f .prefect-sessions/demo/prefect-server.pid ]; then \
+		kill -- -$$(cat .prefect-sessions/demo/prefect-server.pid) 2>/dev/null || true; \
+		rm -f .prefect-sessions/demo/prefect-server.pid; echo "Prefect server stopped"; \
+	else echo "no demo Prefect server running"; fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .prefect-sessions
