@@ -197,3 +197,44 @@ def test_a_killed_run_resumes_without_running_a_finished_conversation_twice(tmp_
     # Only the conversations without a verdict at the kill (unstarted or in flight) ran again.
     resumed_starts = emulator.count("requests", route=START) - starts_before
     assert resumed_starts == 40 - len(finished_at_kill)
+
+
+PROVIDER_SUITES = {
+    "voiceflow": (
+        "connection: {base_url: URL, api_key_env: CLI_TEST_KEY, project_id: demo}",
+        "[{launch: {}, expect: [{contains: Welcome}]},"
+        " {text: 'I need a refund', expect: [{regex: 'order (number|id)'}]}]",
+    ),
+    "vectara": (
+        "connection: {base_url: URL, api_key_env: CLI_TEST_KEY, agent_key: agt_acme_support}",
+        "[{text: 'I need a refund', expect: [{contains: refund}]}]",
+    ),
+    "liveavatar": (
+        "connection: {base_url: URL, api_key_env: CLI_TEST_KEY, is_sandbox: true}",
+        "[{launch: {}, expect: [{contains: Welcome}]}, {no_reply: {}}]",
+    ),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDER_SUITES))
+async def test_the_cli_contract_holds_for_every_provider(tmp_path, emulator, provider):
+    connection, turns = PROVIDER_SUITES[provider]
+    suite = tmp_path / f"{provider}.yaml"
+    suite.write_text(
+        f"name: {provider}-contract\nprovider: {provider}\n"
+        + connection.replace("URL", emulator.url)
+        + f"\nconversations:\n  - id: ok-1\n    turns: {turns}\n  - id: ok-2\n    turns: {turns}\n",
+        encoding="utf-8",
+    )
+    report = tmp_path / "report.json"
+    argv = ["run", str(suite), "--report", str(report), "--results-dir", str(tmp_path)]
+    assert await _run_in_thread([*argv, "--progress", "none"]) == 0
+    summary = json.loads(report.read_text())["summary"]
+    assert (summary["provider"], summary["passed"], summary["conversations"]) == (provider, 2, 2)
+    assert summary["requests"] >= 2
+    assert emulator.count("requests") >= summary["requests"]
+
+    # A provider that refuses the key is an invalid credential, exit 2, not a failed suite.
+    emulator.reset()
+    emulator.state.settings.api_keys = frozenset({"the-only-key"})  # strict from now on
+    assert await _run_in_thread([*argv, "--progress", "none", "--run-key", "refused"]) == 2
