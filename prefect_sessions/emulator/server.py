@@ -12,7 +12,7 @@ import functools
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -159,7 +159,11 @@ class EmulatorHandle:
 
 @contextmanager
 def run_emulator(
-    config: EmulatorConfig | None = None, *, port: int = 0, host: str = LOOPBACK
+    config: EmulatorConfig | None = None,
+    *,
+    port: int = 0,
+    host: str = LOOPBACK,
+    clock: Callable[[], float] | None = None,
 ) -> Iterator[EmulatorHandle]:
     """Serve a fresh emulator on ``host:port`` (a free port by default) in a background thread.
 
@@ -169,7 +173,7 @@ def run_emulator(
             credentials = VoiceflowCredentials(api_key="VF.DM.x.y", base_url=emulator.url)
         ```
     """
-    app = create_app(config)
+    app = create_app(config, clock=clock)
     sock = bind(port, host)
     server = uvicorn.Server(uvicorn_config(app))
     thread = threading.Thread(
