@@ -29,7 +29,7 @@ class RecordingSleep:
 
 
 # Fixtures carry a `name=` so test modules can import them without shadowing warnings:
-# `from tests.support.liveavatar_fixtures import la_server_fixture  # noqa: F401`.
+# `from tests.support.liveavatar_fixtures import la_server_fixture` (with noqa F401).
 
 
 @pytest.fixture(name="la_server")
