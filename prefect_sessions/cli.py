@@ -12,6 +12,8 @@ import sys
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from prefect.exceptions import ParameterTypeError
+
 from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, listen, new_run_key
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.report import RunSummary, write_json_report, write_junit
@@ -155,7 +157,8 @@ def _run(args: argparse.Namespace) -> int:
             listen(run_key, None)
     try:
         summary: RunSummary = state.result()
-    except ConfigurationError as exc:
+    except (ConfigurationError, ParameterTypeError) as exc:
+        # An invalid option (``--rate -1``) fails the flow before any request, like a bad suite.
         print(f"prefect-sessions run: {exc}", file=sys.stderr)
         return EXIT_INVALID
     latest = ResultStore(summary.results_path).latest()

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, task
 from prefect.artifacts import (
@@ -25,7 +26,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from prefect_sessions.conversation.dataset import Conversation, iter_conversations
 from prefect_sessions.conversation.protocol import ConnectionSettings
@@ -62,7 +63,9 @@ def slug(text: str) -> str:
 
 
 def new_run_key() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    # The time for people, a random suffix so two runs started in the same second never share
+    # a results file (the second would "resume" the first and skip its conversations).
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
 def connection_settings(
@@ -143,13 +146,13 @@ def _failures(store: ResultStore, latest: dict[str, str]) -> Iterator[Conversati
 @flow(name="batch-conversations")
 async def batch_conversations(
     suite_path: str,
-    run_key: str | None = None,
-    base_url: str | None = None,
-    concurrency: int | None = None,
-    rate: float | None = None,
+    run_key: Annotated[str, Field(max_length=200)] | None = None,
+    base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+")] | None = None,
+    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
+    rate: Annotated[float, Field(gt=0)] | None = None,
     credentials: ProviderCredentials | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: int = 100,
+    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
 ) -> RunSummary:
     """Run every conversation of a suite and report what passed, what failed and why.
 

@@ -8,6 +8,7 @@ so a 10,000-row dataset is never held in memory at once.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
@@ -23,6 +24,9 @@ from prefect_sessions.conversation.suite import ConversationSpec, LoadedSuite, S
 from prefect_sessions.conversation.turns import Turn
 
 _jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+#: The longest conversation id, after templating (the same limit as an id written in a suite).
+MAX_ID_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,18 @@ class Conversation:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1024)
+def _template(text: str) -> Template:
+    """A compiled template: compiling costs far more than rendering, and every row of a dataset
+    renders the same few strings (a 10,000-row suite spent most of its time compiling)."""
+    return _jinja.from_string(text)
+
+
 def _render(value: Any, row: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
-        return _jinja.from_string(value).render(row=row)
+        return _template(value).render(row=row)
     if isinstance(value, list | tuple):
         return [_render(item, row) for item in value]
     if isinstance(value, dict):
@@ -90,6 +101,8 @@ def _rows(path: Path, source: str) -> Iterator[tuple[int | None, dict[str, Any]]
         raise SuiteError(
             source, [f"{path}: byte {exc.start} is not UTF-8; save the dataset as UTF-8"]
         ) from None
+    except csv.Error as exc:  # e.g. a cell over the csv module's field size limit
+        raise SuiteError(source, [f"{path}: not readable as CSV: {exc}"]) from None
 
 
 def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conversation:
@@ -106,6 +119,11 @@ def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conv
         raise ValueError(f"after templating: {first}") from None
     if not conversation_id:
         raise ValueError("the id is empty after templating")
+    if len(conversation_id) > MAX_ID_LENGTH:
+        raise ValueError(
+            f"the id is {len(conversation_id)} characters after templating; keep ids to "
+            f"{MAX_ID_LENGTH} (use a shorter column, or a slice: '{{{{ row.user[:50] }}}}')"
+        )
     return Conversation(conversation_id, variables, turns, origin)
 
 

@@ -131,7 +131,11 @@ class LiveAvatarClient:
             message = payload.get("message")
             raise LiveAvatarResponseError(
                 envelope_code=code if isinstance(code, int) else None,
-                detail=f"the envelope's code is {code!r}, not {SUCCESS_CODE} (success)",
+                # Bounded and redacted like the message: the code comes from the server too.
+                detail=(
+                    f"the envelope's code is {self._redact(repr(code)[:80], auth)}, "
+                    f"not {SUCCESS_CODE} (success)"
+                ),
                 server_message=self._redact(str(message)[:500], auth) if message else None,
                 **common,
             )
