@@ -151,7 +151,16 @@ conversations: [{id: a, turns: [launch: {}]}]
         tmp_path,
         HEAD + "credentials: my-block\nconversations: [{id: a, turns: [launch: {}]}]\n",
     )
-    assert any("exactly one of 'credentials'" in p for p in found)
+    assert any("the key and base_url come from the block" in p for p in found)
+    with_block = write(
+        tmp_path,
+        "name: t\nprovider: vectara\ncredentials: my-vectara\nconnection: {agent_key: agt_x}\n"
+        "conversations: [{id: a, turns: [{text: hi}]}]\n",
+        name="block.yaml",
+    )
+    assert load_suite(with_block, environ={}).suite.connection.provider_fields == {
+        "agent_key": "agt_x"
+    }
 
 
 def test_an_unknown_provider_lists_the_known_ones(tmp_path):

@@ -90,10 +90,19 @@ class Suite(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> Suite:
-        if (self.credentials is None) == (self.connection is None):
+        if self.credentials is None and self.connection is None:
             raise ValueError(
-                "give exactly one of 'credentials' (the name of a saved credentials block) or "
-                "'connection' (inline settings with api_key_env)"
+                "give 'credentials' (the name of a saved credentials block) or 'connection' "
+                "(inline settings with api_key_env)"
+            )
+        # With a saved block, `connection` only adds provider fields (e.g. Vectara's agent_key);
+        # the key and the URL come from the block.
+        connection = self.connection
+        with_block = self.credentials is not None and connection is not None
+        if with_block and connection and (connection.api_key_env or connection.base_url):
+            raise ValueError(
+                "with 'credentials', the key and base_url come from the block: remove "
+                "api_key_env and base_url from 'connection' (keep provider fields there)"
             )
         return self
 
@@ -258,8 +267,8 @@ def _environment_problems(
     suite: Suite, source: str, environ: dict[str, str] | Any
 ) -> Iterator[str]:
     connection = suite.connection
-    if connection is None:
-        return
+    if connection is None or suite.credentials is not None:
+        return  # the key comes from the saved block
     if not connection.api_key_env:
         yield (
             f"{source}: connection.api_key_env: name the environment variable that holds the "
