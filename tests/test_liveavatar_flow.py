@@ -5,7 +5,9 @@ reaches Prefect's logs or stored states."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,11 +76,21 @@ class TestLiveAvatarCredentialsBlock(BlockStandardTestSuite):
         return LiveAvatarCredentials
 
 
-async def _task_runs_of(flow_run_id: Any) -> list[Any]:
+async def _task_runs_of(flow_run_id: Any, expected: int) -> list[Any]:
+    """The flow run's task runs, once ``expected`` of them are recorded (bounded: 30 s).
+
+    Prefect 3 sends task-run states as events that the server records asynchronously, so right
+    after a flow returns some may not be readable yet; there is nothing to await but their arrival.
+    """
+    deadline = time.monotonic() + 30
     async with get_client() as prefect:
-        return await prefect.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
+        while True:
+            runs = await prefect.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if len(runs) >= expected or time.monotonic() > deadline:
+                return runs
+            await asyncio.sleep(0.2)
 
 
 async def test_an_async_flow_runs_a_lite_session_from_token_to_stop(
@@ -135,7 +147,7 @@ async def test_an_async_flow_runs_a_lite_session_from_token_to_stop(
     assert "eyJ" not in caplog.text  # the emulator's tokens are JWTs
     assert API_KEY not in caplog.text
     assert f"Started LiveAvatar session {session_id}" in caplog.text
-    task_runs = await _task_runs_of(state.state_details.flow_run_id)
+    task_runs = await _task_runs_of(state.state_details.flow_run_id, expected=8)
     assert len(task_runs) == 8
     for task_run in task_runs:
         assert "eyJ" not in task_run.model_dump_json()
