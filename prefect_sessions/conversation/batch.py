@@ -182,7 +182,9 @@ async def batch_conversations(
         logger.info("Resuming run %s: %d of %d conversations already done", run_key, resumed, total)
 
     in_flight = max(1, concurrency or suite.concurrency)
-    parallel = min(PARALLEL_CHUNKS, in_flight)
+    # A suite of one chunk must not run at 1/PARALLEL_CHUNKS of the concurrency asked for.
+    chunks = max(1, -(-(total - resumed) // chunk_size))
+    parallel = min(PARALLEL_CHUNKS, in_flight, chunks)
     per_chunk = max(1, in_flight // parallel)
     settings = connection_settings(suite, base_url=base_url, rate=rate, credentials=credentials)
     artifact_key = slug(suite.name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -193,6 +194,29 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 _registry: dict[tuple[str, str], Pacer] = {}
 _registry_lock = threading.Lock()
 
+#: Builds the pacer of a (base URL, credential fingerprint, configured rate) on first use.
+PacerFactory = Callable[[str, str, "float | None"], Pacer]
+_factory: PacerFactory | None = None
+
+
+def set_pacer_factory(factory: PacerFactory | None) -> None:
+    """Build the process's shared pacers with ``factory`` from now on (``None``: the in-process
+    :class:`Pacer`, or a Redis-backed one when ``PREFECT_SESSIONS_REDIS_URL`` is set; see
+    :mod:`prefect_sessions.http.shared_pacing`). Pacers already built are forgotten."""
+    global _factory
+    with _registry_lock:
+        _factory = factory
+        _registry.clear()
+
+
+def _default_pacer(base_url: str, fingerprint: str, rate: float | None) -> Pacer:
+    url = os.environ.get("PREFECT_SESSIONS_REDIS_URL")
+    if url:
+        from prefect_sessions.http.shared_pacing import redis_pacer_factory
+
+        return redis_pacer_factory(url)(base_url, fingerprint, rate)
+    return Pacer(rate)
+
 
 def credential_fingerprint(secret: str) -> str:
     """A stable, non-reversible name for a credential, fit for a dictionary key or a log line."""
@@ -209,7 +233,7 @@ def shared_pacer(base_url: str, fingerprint: str, rate: float | None = None) -> 
     with _registry_lock:
         pacer = _registry.get(key)
         if pacer is None:
-            pacer = _registry[key] = Pacer(rate)
+            pacer = _registry[key] = (_factory or _default_pacer)(key[0], fingerprint, rate)
         elif rate is not None:
             pacer.lower_configured_rate(rate)
         return pacer

@@ -1,0 +1,180 @@
+"""Pacing shared by every process that uses one API key: the schedule lives in Redis.
+
+A :class:`~prefect_sessions.http.pacing.Pacer` spaces one process's requests. Several workers
+sharing one key each learn the same limit and together send several times too much. A
+:class:`RedisPacer` learns the limit the same way (from ``X-RateLimit-*``, or a configured rate),
+but takes each send slot from one schedule in Redis, a GCRA-style reservation made atomically by a
+Lua script on Redis's own clock:
+
+- ``at = max(next_slot, now, hold)``; ``next_slot = at + 1 / rate``; the caller sleeps ``at - now``;
+- a 429's ``Retry-After`` and a ``Remaining: 0`` window pause every process (``hold``);
+- until a process has seen its first answer it sends one probe at a time, as the in-process pacer
+  does; with no limit known (the server sends none), requests are not paced and Redis is not used.
+
+Turn it on for every client of a process with :func:`use_redis_pacing`, or by setting
+``PREFECT_SESSIONS_REDIS_URL`` (for example in a work pool's environment) before the first client
+is built. Redis is reached with the ``redis`` package (installed with Prefect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from prefect_sessions.http.hints import rate_limit_info
+from prefect_sessions.http.pacing import Grant, Pacer, set_pacer_factory
+
+if TYPE_CHECKING:
+    import redis
+
+#: Environment variable naming the Redis server whose schedule every process shares.
+REDIS_URL_ENV = "PREFECT_SESSIONS_REDIS_URL"
+
+DEFAULT_NAMESPACE = "prefect-sessions:pacing"
+
+# KEYS[1]: the next free slot, KEYS[2]: the hold; ARGV[1]: the interval; all in microseconds on
+# Redis's clock. Returns how long the caller waits for its slot.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local at = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now,
+                    tonumber(redis.call('GET', KEYS[2]) or '0'))
+redis.call('SET', KEYS[1], string.format('%d', at + interval), 'PX',
+           math.floor((at + interval - now) / 1000) + 60000)
+return at - now
+"""
+
+# KEYS[1]: the hold; ARGV[1]: how long to hold from now, in microseconds.
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local hold_until = now + tonumber(ARGV[1])
+if hold_until > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], string.format('%d', hold_until), 'PX',
+             math.floor(tonumber(ARGV[1]) / 1000) + 1000)
+end
+return 0
+"""
+
+
+class RedisPacer(Pacer):
+    """A :class:`Pacer` whose send schedule and pauses are shared through Redis.
+
+    Args:
+        redis_client: a synchronous ``redis.Redis`` (thread-safe; calls run in a worker thread so
+            any event loop may share this pacer).
+        key: the schedule's name; every process pacing the same credential must use the same.
+        rate: requests per second to stay under, if known; learned limits can only lower it.
+        safety: share of a learned limit to use.
+        sleep: the coroutine that waits for a slot.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        key: str,
+        rate: float | None = None,
+        *,
+        safety: float = 0.95,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(rate, safety=safety, sleep=sleep)
+        self.key = key
+        self._redis = redis_client
+        self._reserve_script = redis_client.register_script(_RESERVE)
+        self._hold_script = redis_client.register_script(_HOLD)
+        self._slot_key, self._hold_key = f"{key}:next", f"{key}:hold"
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    def _reserve(self) -> tuple[Grant | None, float]:
+        # The in-process part keeps the probe and local pauses; spacing is Redis's job, so the
+        # local schedule never runs ahead of the clock.
+        grant, at = super()._reserve()
+        if grant is not None and not grant.probe:
+            self._next_slot = 0.0
+        return grant, at
+
+    async def acquire(self) -> Grant:
+        """Wait for this process's turn, then for a slot in the shared schedule."""
+        grant = await super().acquire()
+        rate = None if grant.probe else self.rate
+        if rate is not None:
+            waited = await asyncio.to_thread(
+                self._reserve_script,
+                keys=[self._slot_key, self._hold_key],
+                args=[round(1_000_000 / rate)],
+            )
+            delay = int(waited) / 1_000_000
+            if delay > 0:
+                await self._sleep(delay)
+        return grant
+
+    def observe(
+        self,
+        grant: Grant,
+        *,
+        status: int,
+        headers: Mapping[str, str],
+        retry_after: float | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Learn from a response as :class:`Pacer` does, and share any pause it asks for."""
+        super().observe(grant, status=status, headers=headers, retry_after=retry_after, now=now)
+        hold = 0.0
+        info = rate_limit_info(headers, now or datetime.now(timezone.utc))
+        if info is not None and info.remaining is not None and info.remaining <= 0:
+            hold = info.reset_seconds or 0.0
+        if status == 429 and retry_after is not None:
+            hold = max(hold, retry_after)
+        if hold > 0:
+            self._share_hold(hold)
+
+    def _share_hold(self, seconds: float) -> None:
+        call = asyncio.to_thread(
+            self._hold_script, keys=[self._hold_key], args=[round(seconds * 1_000_000)]
+        )
+        try:
+            task = asyncio.get_running_loop().create_task(call)
+        except RuntimeError:  # no loop (a synchronous caller): share it right away
+            call.close()
+            self._hold_script(keys=[self._hold_key], args=[round(seconds * 1_000_000)])
+            return
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(url: str) -> redis.Redis:
+    import redis
+
+    with _clients_lock:
+        if url not in _clients:
+            _clients[url] = redis.Redis.from_url(url)
+        return _clients[url]
+
+
+def redis_pacer_factory(
+    url: str, *, namespace: str = DEFAULT_NAMESPACE
+) -> Callable[[str, str, float | None], Pacer]:
+    """A pacer factory for :func:`~prefect_sessions.http.pacing.set_pacer_factory`: one Redis
+    schedule per (base URL, credential fingerprint) under ``namespace``."""
+
+    def make(base_url: str, fingerprint: str, rate: float | None) -> Pacer:
+        where = hashlib.sha256(base_url.encode("utf-8")).hexdigest()[:16]
+        return RedisPacer(_client(url), f"{namespace}:{where}:{fingerprint}", rate)
+
+    return make
+
+
+def use_redis_pacing(url: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+    """Pace every client of this process through the Redis at ``url`` (e.g.
+    ``redis://127.0.0.1:6379/0``), shared with every other process that does the same."""
+    set_pacer_factory(redis_pacer_factory(url, namespace=namespace))
