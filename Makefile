@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo demo-stop install lint typecheck unit clean
+.PHONY: test demo demo-stop install lint typecheck unit clean ci
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,41 @@ demo-stop:
 		kill -- -$$(cat .prefect-sessions/demo/prefect-server.pid) 2>/dev/null || true; \
 		rm -f .prefect-sessions/demo/prefect-server.pid; echo "Prefect server stopped"; \
 	else echo "no demo Prefect server running"; fi
+
+# Benchmarks (benchmarks/README.md): each prints its ratios and writes build/bench/<name>.json.
+# The workers benchmark needs Redis on 127.0.0.1:6379. About 10 minutes on 2 cores.
+.PHONY: bench bench-smoke
+bench: install
+	mkdir -p build/bench
+	$(BIN)/python -m benchmarks.at_limit --json build/bench/at_limit.json
+	$(BIN)/python -m benchmarks.overhead --json build/bench/overhead.json
+	$(BIN)/python -m benchmarks.growth --json build/bench/growth.json
+	$(BIN)/python -m benchmarks.workers --json build/bench/workers.json
+
+# Every benchmark at a tiny size (the same smoke tests `make test` runs).
+bench-smoke: install
+	$(BIN)/pytest -q tests/test_benchmarks_smoke.py
+
+# End-to-end tests (tests/e2e, docs/deployments.md): prefect.yaml deployed to a real Prefect server
+# on PostgreSQL, a process worker, the emulator, and headless Chromium driven by Playwright. Installs
+# Debian's chromium and Playwright when missing, and holds SQLAlchemy below 2.1 (Prefect 3.8's
+# scheduler fails on 2.1). About 1 minute on 2 cores; output in build/e2e/.
+.PHONY: e2e
+e2e: install
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@$(BIN)/python -c "import playwright" 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check playwright
+	@$(BIN)/python -c "import sqlalchemy, sys; from packaging.version import Version as V; \
+		sys.exit(V(sqlalchemy.__version__) >= V('2.1'))" || \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check 'sqlalchemy[asyncio]>=2.0,<2.1'
+	PREFECT_SESSIONS_E2E=1 $(BIN)/pytest -q -p no:cacheprovider --durations=10 tests/e2e
+
+# Issue 10's long variant: 10,000 conversations against the emulator at a low rate limit, every
+# one accounted for and memory bounded (docs/reliability.md). About 3 minutes on 2 cores.
+.PHONY: reliability-load
+reliability-load: install
+	RELIABILITY_LOAD_CONVERSATIONS=10000 $(BIN)/pytest -q -p no:cacheprovider tests/test_reliability_load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .prefect-sessions
