@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect_sessions.conversation.adapters.base import ClientAdapter
 from prefect_sessions.conversation.adapters.credentials import resolve_credentials
 from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
 from prefect_sessions.conversation.turns import Reply, Turn
@@ -33,34 +34,22 @@ class _Handle:
     variables: dict[str, str] = field(default_factory=dict)
 
 
-class LiveAvatarAdapter:
+class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
     """Runs suite turns on LiveAvatar sessions (FULL mode; sandbox unless configured off)."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         fields = settings.fields
         self.avatar_id = str(fields.get("avatar_id") or SANDBOX_AVATAR_ID)
         self.context_id = fields.get("context_id")
         self.sandbox = bool(fields.get("is_sandbox", True))
-        self._client: LiveAvatarClient | None = None
 
-    async def __aenter__(self) -> LiveAvatarAdapter:
+    async def open_client(self) -> LiveAvatarClient:
         def inline(options: dict[str, Any]) -> LiveAvatarCredentials:
             return LiveAvatarCredentials(api_key=self.settings.api_key, **options)
 
         credentials = await resolve_credentials(self.settings, LiveAvatarCredentials, inline)
-        self._client = await credentials.get_client().__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._client is not None:
-            await self._client.__aexit__(*exc_info)
-
-    @property
-    def client(self) -> LiveAvatarClient:
-        if self._client is None:
-            raise RuntimeError("use the adapter inside 'async with'")
-        return self._client
+        return credentials.get_client()
 
     async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
         # The session itself starts with the `launch` turn, so its greeting is that turn's answer.
@@ -100,7 +89,3 @@ class LiveAvatarAdapter:
     async def end(self, handle: _Handle) -> None:
         if handle.session_id is not None:
             await self.client.stop_session(handle.session_id, "USER_CLOSED")
-
-    def counters(self) -> tuple[int, int]:
-        stats = self.client.http.stats
-        return stats.attempts, stats.rate_limited

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from prefect_sessions.conversation.adapters.base import ClientAdapter
 from prefect_sessions.conversation.adapters.credentials import resolve_credentials
 from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
 from prefect_sessions.conversation.turns import Reply, Turn
@@ -18,32 +19,20 @@ class _Handle:
     session_key: str
 
 
-class VectaraAdapter:
+class VectaraAdapter(ClientAdapter[VectaraClient]):
     """Runs suite turns on a Vectara agent. The conversation's variables become the session's
     metadata; the session is deleted at the end."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.agent_key = str(settings.fields.get("agent_key") or "")
-        self._client: VectaraClient | None = None
 
-    async def __aenter__(self) -> VectaraAdapter:
+    async def open_client(self) -> VectaraClient:
         def inline(options: dict[str, Any]) -> VectaraCredentials:
             return VectaraCredentials(api_key=self.settings.api_key, **options)
 
         credentials = await resolve_credentials(self.settings, VectaraCredentials, inline)
-        self._client = await credentials.get_client().__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._client is not None:
-            await self._client.__aexit__(*exc_info)
-
-    @property
-    def client(self) -> VectaraClient:
-        if self._client is None:
-            raise RuntimeError("use the adapter inside 'async with'")
-        return self._client
+        return credentials.get_client()
 
     async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
         # No caller-chosen key: a restarted conversation must get a fresh session, not the old one.
@@ -67,7 +56,3 @@ class VectaraAdapter:
 
     async def end(self, handle: _Handle) -> None:
         await self.client.delete_session(handle.agent_key, handle.session_key, missing_ok=True)
-
-    def counters(self) -> tuple[int, int]:
-        stats = self.client.http.stats
-        return stats.attempts, stats.rate_limited

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect_sessions.conversation.adapters.base import ClientAdapter
 from prefect_sessions.conversation.adapters.credentials import resolve_credentials
 from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
 from prefect_sessions.conversation.turns import Reply, Turn
@@ -55,28 +56,12 @@ async def credentials_from(settings: ConnectionSettings) -> VoiceflowCredentials
     return await resolve_credentials(settings, VoiceflowCredentials, inline)
 
 
-class VoiceflowAdapter:
+class VoiceflowAdapter(ClientAdapter[VoiceflowClient]):
     """Runs suite turns on Voiceflow. A conversation's user ID is its ID (shortened if needed);
     its state is deleted at the end so the next run starts clean."""
 
-    def __init__(self, settings: ConnectionSettings) -> None:
-        self.settings = settings
-        self._client: VoiceflowClient | None = None
-
-    async def __aenter__(self) -> VoiceflowAdapter:
-        credentials = await credentials_from(self.settings)
-        self._client = await credentials.get_client().__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._client is not None:
-            await self._client.__aexit__(*exc_info)
-
-    @property
-    def client(self) -> VoiceflowClient:
-        if self._client is None:
-            raise RuntimeError("use the adapter inside 'async with'")
-        return self._client
+    async def open_client(self) -> VoiceflowClient:
+        return (await credentials_from(self.settings)).get_client()
 
     async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
         session = await self.client.start_session(_user_id(conversation_id))
@@ -127,7 +112,3 @@ class VoiceflowAdapter:
 
     async def end(self, handle: _Handle) -> None:
         await self.client.delete_state(handle.session.user_id)
-
-    def counters(self) -> tuple[int, int]:
-        stats = self.client.http.stats
-        return stats.attempts, stats.rate_limited
