@@ -2,11 +2,12 @@
 of everything written for them.
 
 The run covers the three providers, saved blocks, a key from the environment, the CLI (report,
-JUnit, terminal output) and the batch flow with failures and retries. Then it searches the Prefect
-server's database files, its logs, artifacts, flow and task runs (parameters and state messages)
-through the API, the results, reports and JUnit files, Prefect's local result storage, and the
-captured terminal output and log records. Expected: no canary anywhere, and flow-run parameters
-that hold block references with masked secrets.
+JUnit, terminal output), the batch flow with failures and retries, the triggered conversation
+(with a failing expectation and its emitted event) and session maintenance (stops and deletes).
+Then it searches the Prefect server's database files, its logs, artifacts, flow and task runs
+(parameters and state messages) through the API, the results, reports and JUnit files, Prefect's
+local result storage, and the captured terminal output and log records. Expected: no canary
+anywhere, and flow-run parameters that hold block references with masked secrets.
 """
 
 from __future__ import annotations
@@ -14,21 +15,26 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.flows import load_flow_from_entrypoint
 from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_LOCAL_STORAGE_PATH
 
 from prefect_sessions.cli import main
+from prefect_sessions.conversation.adapters.liveavatar import SANDBOX_AVATAR_ID
 from prefect_sessions.conversation.batch import batch_conversations
+from prefect_sessions.conversation.turns import Turn
 from prefect_sessions.emulator import EmulatorConfig
 from prefect_sessions.emulator import liveavatar as liveavatar_routes
 from prefect_sessions.emulator import voiceflow as voiceflow_routes
 from prefect_sessions.emulator.server import run_emulator
-from prefect_sessions.liveavatar import LiveAvatarCredentials
+from prefect_sessions.liveavatar import AvatarPersona, FullSessionConfig, LiveAvatarCredentials
+from prefect_sessions.maintenance import VectaraPolicy
 from prefect_sessions.vectara import VectaraCredentials
 from prefect_sessions.voiceflow import VoiceflowCredentials
 
@@ -179,6 +185,51 @@ async def test_no_canary_is_written_anywhere(tmp_path, monkeypatch, capfd, caplo
             )
             summary = await state.aresult()
             assert summary.passed > 0
+        # The triggered conversation (session keys, a failing expectation, an emitted event) and
+        # session maintenance (stops, deletes, transcript export) with the same canary blocks.
+        flows = Path(__file__).resolve().parents[1] / "flows"
+        triggered = load_flow_from_entrypoint(
+            f"{flows / 'triggered_conversation.py'}:triggered_conversation"
+        )
+        maintenance = load_flow_from_entrypoint(
+            f"{flows / 'session_maintenance.py'}:session_maintenance"
+        )
+        state = await triggered(
+            user_id="canary-ticket-1",
+            turns=[
+                Turn.model_validate({"launch": {}}),
+                Turn.model_validate(
+                    {"text": "I need a refund", "expect": [{"contains": "store credit"}]}
+                ),
+            ],
+            credentials=await VoiceflowCredentials.aload("canary-voiceflow"),
+            variables={"ticket": "T-1"},
+            return_state=True,
+        )
+        assert state.is_failed()  # the failing expectation fails the run after its event
+        liveavatar = await LiveAvatarCredentials.aload("canary-liveavatar")
+        vectara = await VectaraCredentials.aload("canary-vectara")
+        async with liveavatar.get_client() as client:
+            sandbox = FullSessionConfig(
+                avatar_id=SANDBOX_AVATAR_ID, avatar_persona=AvatarPersona(), is_sandbox=True
+            )
+            await client.start_session(await client.create_session_token(sandbox))
+        async with vectara.get_client() as client:
+            await client.create_session("agt_acme_support", name="left-behind")
+        state = await maintenance(
+            liveavatar_credentials=liveavatar,
+            vectara_credentials=vectara,
+            vectara=VectaraPolicy(
+                delete_idle=True, agent_keys=["agt_acme_support"], max_idle_hours=1
+            ),
+            dry_run=False,
+            as_of=datetime.now(timezone.utc) + timedelta(days=30),
+            return_state=True,
+        )
+        report = await state.aresult()
+        assert report.of("stop", "done")
+        assert report.of("delete", "done")
+
         assert emulator.count("faults") >= 5
         assert canary_tokens["voiceflow"] > 0
         assert canary_tokens["liveavatar"] > 0
