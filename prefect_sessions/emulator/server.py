@@ -65,6 +65,10 @@ class AbortableH11Protocol(H11Protocol):
 
 def uvicorn_config(app: FastAPI, *, log_level: str = "warning", **options: Any) -> uvicorn.Config:
     """The uvicorn settings every way of running the emulator shares."""
+    # Idle connections stay open 75 s, like the providers' load balancers (60 s and more). With
+    # uvicorn's default of 5 s, equal to httpx's keep-alive expiry, a client can reuse a
+    # connection the server is closing, and a turn sent on it ends "outcome unknown".
+    options = {"timeout_keep_alive": 75, **options}
     return uvicorn.Config(
         app,
         http=AbortableH11Protocol,
