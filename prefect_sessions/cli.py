@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prefect.exceptions import ParameterTypeError
 
 from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, listen, new_run_key
-from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.report import RunSummary, write_json_report, write_junit
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.suite import LoadedSuite, SuiteError, load_suite
@@ -136,8 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     from prefect_sessions.conversation.batch import batch_conversations
 
     run_key = args.run_key or new_run_key()
-    total = sum(1 for _ in iter_conversations(loaded))
-    with _Progress(total, args.progress) as progress:
+    with _Progress(loaded.conversation_count, args.progress) as progress:
         listen(run_key, progress.advance)
         try:
             state: State[RunSummary] = asyncio.run(
@@ -188,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = _validate(args.suite)
         if loaded is None:
             return EXIT_INVALID
-        count = sum(1 for _ in iter_conversations(loaded))
-        print(f"{args.suite}: valid; {count} conversations against {loaded.suite.provider}")
+        count, provider = loaded.conversation_count, loaded.suite.provider
+        print(f"{args.suite}: valid; {count} conversations against {provider}")
         return EXIT_PASSED
     return _run(args)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +15,8 @@ from prefect.settings import PREFECT_API_URL
 
 from prefect_sessions.cli import main
 from prefect_sessions.conversation.results import ResultStore
+
+from .support.killed_run import kill_after_verdicts
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -166,19 +166,7 @@ def test_a_killed_run_resumes_without_running_a_finished_conversation_twice(tmp_
         "--concurrency",
         "4",
     ]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    finished_before: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:  # wait on the run's own output, not on a clock
-        status, conversation = line.split()
-        if status in ("passed", "failed"):
-            finished_before.append(conversation)
-        if len(finished_before) == 10:
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    finished_before = kill_after_verdicts(command, env, 10)
     assert 10 <= len(finished_before) < 40
 
     store = ResultStore(tmp_path / "resumable" / "night-1.jsonl")

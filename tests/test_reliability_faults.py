@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -35,6 +33,7 @@ from prefect_sessions.conversation.report import RunSummary
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.emulator import EmulatorConfig
 from prefect_sessions.voiceflow import VoiceflowCredentials
+from tests.support.killed_run import kill_after_verdicts
 from tests.support.reliability import (
     API_KEY,
     DELETE_STATE,
@@ -302,19 +301,7 @@ def test_a_batch_killed_mid_run_resumes_with_every_conversation_accounted_for(tm
             "--progress",
             "lines",
         ]
-        process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        finished_before: list[str] = []
-        assert process.stdout is not None
-        for line in process.stdout:  # wait on the run's own output, not on a clock
-            status, conversation = line.split()
-            if status in ("passed", "failed"):
-                finished_before.append(conversation)
-            if len(finished_before) == 8:
-                break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        finished_before = kill_after_verdicts(command, env, 8)
         assert 8 <= len(finished_before) < rows
         starts_before = emulator.count("requests", route=START)
         seen_at_kill = len(tap.inner)

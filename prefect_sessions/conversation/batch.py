@@ -175,9 +175,14 @@ async def batch_conversations(
     results_path = Path(results_dir) / slug(suite.name) / f"{slug(run_key)}.jsonl"
     store = ResultStore(results_path)
     finished = store.finished()
-    total = sum(1 for _ in iter_conversations(loaded))
+    total = loaded.conversation_count
     to_run = (c for c in iter_conversations(loaded) if finished.get(c.id) != c.fingerprint)
-    resumed = sum(1 for c in iter_conversations(loaded) if finished.get(c.id) == c.fingerprint)
+    # Only a resumed run needs the extra pass that counts what is already done.
+    resumed = (
+        sum(1 for c in iter_conversations(loaded) if finished.get(c.id) == c.fingerprint)
+        if finished
+        else 0
+    )
     if resumed:
         logger.info("Resuming run %s: %d of %d conversations already done", run_key, resumed, total)
 

@@ -6,7 +6,6 @@ loses at most the conversations in flight, and a re-run can skip what already fi
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -91,14 +90,3 @@ class ResultStore:
         for result in self:
             latest[result.id] = result
         return latest
-
-
-def count_statuses(results: dict[str, ConversationResult]) -> dict[str, int]:
-    counts = {"passed": 0, "failed": 0, "errored": 0}
-    for result in results.values():
-        counts[result.status] += 1
-    return counts
-
-
-def to_json_line(result: ConversationResult) -> str:
-    return json.dumps(result.model_dump(mode="json"))

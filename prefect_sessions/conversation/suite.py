@@ -114,6 +114,7 @@ class LoadedSuite(BaseModel):
 
     suite: Suite
     path: Path
+    conversation_count: int = 0  # counted while validating, so nobody expands the suite to count
 
     @property
     def base_dir(self) -> Path:
@@ -254,8 +255,7 @@ def load_suite(path: str | Path, *, environ: dict[str, str] | None = None) -> Lo
     from prefect_sessions.conversation.dataset import iter_conversations
 
     try:
-        for _ in iter_conversations(loaded):
-            pass
+        loaded.conversation_count = sum(1 for _ in iter_conversations(loaded))
     except SuiteError as exc:
         problems.extend(exc.problems)
     if problems:

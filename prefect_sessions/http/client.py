@@ -371,9 +371,9 @@ class HttpClient:
 
     # -- error construction ---------------------------------------------------------------------
 
-    def _redact(self, text: str | None, auth: CredentialAuth | None) -> str | None:
-        if not text:
-            return text
+    def redact(self, text: str, auth: CredentialAuth | None = None) -> str:
+        """``text`` with every secret of this client (and of ``auth``) masked; for provider text
+        that never passes through the engine's own errors (e.g. an error inside a 2xx envelope)."""
         for holder in (self._auth, auth):
             if holder is None:
                 continue
@@ -401,7 +401,7 @@ class HttpClient:
             "provider": self.provider,
             "operation": operation,
             "status_code": status,
-            "server_message": self._redact(body.message, auth),
+            "server_message": self.redact(body.message, auth) if body.message else None,
             "request_id": body.request_id,
             "retryable": retryable,
             "hint": hint if status in (429, 503) or retryable else None,
@@ -409,9 +409,7 @@ class HttpClient:
         }
         error_class = _error_class(status)
         if error_class is InvalidRequestError:
-            fields = {
-                key: self._redact(value, auth) or "" for key, value in body.field_errors.items()
-            }
+            fields = {key: self.redact(value, auth) for key, value in body.field_errors.items()}
             return InvalidRequestError(field_errors=fields, **common)
         if error_class is ProviderUnavailableError and not idempotent and not retryable:
             common["detail"] = "not retried: the provider may have acted on this request"
@@ -428,7 +426,7 @@ class HttpClient:
         mid_stream: bool = False,
     ) -> ProviderError:
         cause = type(exc).__name__
-        said = self._redact(str(exc), auth)
+        said = self.redact(str(exc), auth)
         reason = f"{cause}: {said}" if said else cause
         common: dict[str, Any] = {
             "provider": self.provider,

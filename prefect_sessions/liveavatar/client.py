@@ -32,7 +32,6 @@ from prefect_sessions.liveavatar.session import LiveAvatarSession
 
 M = TypeVar("M", bound=BaseModel)
 
-_REDACTED = "**********"
 _LIST_TYPES: tuple[str, ...] = get_args(SessionListType)
 #: The API's largest page: fewer requests against its per-second rate limit.
 MAX_PAGE_SIZE = 100
@@ -83,9 +82,8 @@ class LiveAvatarClient:
 
     provider = PROVIDER
 
-    def __init__(self, http: HttpClient, *, api_key: SecretHeaderAuth) -> None:
+    def __init__(self, http: HttpClient) -> None:
         self.http = http
-        self._api_key = api_key
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url='{self.http.base_url}')"
@@ -102,13 +100,6 @@ class LiveAvatarClient:
         await self.http.aclose()
 
     # -- the envelope ---------------------------------------------------------------------------
-
-    def _redact(self, text: str, auth: SecretHeaderAuth | None) -> str:
-        for holder in (self._api_key, auth):
-            for secret in holder.secret_values() if holder else ():
-                if secret:
-                    text = text.replace(secret, _REDACTED)
-        return text
 
     def _unwrap(
         self, response: httpx.Response, operation: str, auth: SecretHeaderAuth | None = None
@@ -133,10 +124,10 @@ class LiveAvatarClient:
                 envelope_code=code if isinstance(code, int) else None,
                 # Bounded and redacted like the message: the code comes from the server too.
                 detail=(
-                    f"the envelope's code is {self._redact(repr(code)[:80], auth)}, "
+                    f"the envelope's code is {self.http.redact(repr(code)[:80], auth)}, "
                     f"not {SUCCESS_CODE} (success)"
                 ),
-                server_message=self._redact(str(message)[:500], auth) if message else None,
+                server_message=self.http.redact(str(message)[:500], auth) if message else None,
                 **common,
             )
         return payload.get("data")

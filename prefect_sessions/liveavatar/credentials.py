@@ -55,4 +55,4 @@ class LiveAvatarCredentials(ProviderCredentials):
         """A new client, to use as ``async with credentials.get_client() as client``."""
         auth = SecretHeaderAuth("X-API-KEY", self.api_key)
         http = self.http_client(auth, transport=transport, **overrides)
-        return LiveAvatarClient(http, api_key=auth)
+        return LiveAvatarClient(http)
