@@ -17,9 +17,10 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR
+from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, MAX_SHARDS
 from prefect_sessions.conversation.batch import batch_conversations as _batch
 from prefect_sessions.conversation.report import RunSummary
+from prefect_sessions.conversation.shards import SHARD_DEPLOYMENT
 from prefect_sessions.flow_parameters import AnyCredentials, require_block_references
 
 
@@ -33,6 +34,8 @@ async def batch_conversations(
     rate: Annotated[float, Field(gt=0)] | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
     chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
+    shard_deployment: str | None = SHARD_DEPLOYMENT,
 ) -> RunSummary:
     """Run every conversation of a suite and report what passed, what failed and why.
 
@@ -47,6 +50,11 @@ async def batch_conversations(
         rate: Requests per second to stay under, if known. Empty: learned from the provider.
         results_dir: Where the results file (JSONL) of each run is kept, on the worker.
         chunk_size: Conversations per Prefect task run.
+        shards: Above 1, cut the suite into this many shares, each run as a flow run of the
+            shard deployment on a worker of its work pool, and merge their results into one
+            report here. Concurrency then applies to each shard.
+        shard_deployment: The deployment the shards run as (flow name/deployment name). Empty:
+            the shards run as tasks on this flow's task runner instead.
     """
     require_block_references("credentials")
     return await _batch.fn(
@@ -58,4 +66,6 @@ async def batch_conversations(
         credentials=credentials,
         results_dir=results_dir,
         chunk_size=chunk_size,
+        shards=shards,
+        shard_deployment=shard_deployment,
     )

@@ -31,6 +31,7 @@ class RunSummary(BaseModel):
     rate_limited: int
     duration_s: float
     results_path: str
+    shards: int = 1
 
     @property
     def ok(self) -> bool:

@@ -141,15 +141,25 @@ async def run_conversations(
     store: ResultStore,
     on_result: Callable[[ConversationResult], None] | None = None,
     restarts: int = 1,
+    slots: asyncio.Semaphore | None = None,
 ) -> RunCounters:
     """Run ``conversations`` with at most ``concurrency`` at once; append each result to
-    ``store`` as it finishes. Conversations are pulled lazily from the iterable."""
+    ``store`` as it finishes. Conversations are pulled lazily from the iterable.
+
+    ``slots``, shared by several calls on one event loop, caps the conversations in flight across
+    all of them: when one call's last conversations leave slots idle, another call takes them.
+    """
     counters = RunCounters()
     source: Iterator[Conversation] = iter(conversations)
+    gate: contextlib.AbstractAsyncContextManager[object] = slots or contextlib.nullcontext()
 
     async def worker() -> None:
-        for conversation in source:  # shared iterator: each conversation goes to one worker
-            result = await run_conversation(adapter, conversation, restarts=restarts)
+        while True:
+            async with gate:  # take a slot before a conversation, so none waits holding one
+                conversation = next(source, None)  # shared: each conversation to one worker
+                if conversation is None:
+                    return
+                result = await run_conversation(adapter, conversation, restarts=restarts)
             store.append(result)
             counters.count(result)
             if on_result is not None:

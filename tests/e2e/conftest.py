@@ -10,7 +10,11 @@ collect this directory. The stack, started once per session:
 - credentials blocks made with ``python -m blocks --file`` (names as ``prefect.yaml`` expects,
   pointing at the emulator, keys from environment variables);
 - the ``sessions`` process work pool and ``prefect --no-prompt deploy --all`` from the repository
-  root, then ``prefect worker start --pool sessions``.
+  root, then ``prefect worker start --pool sessions --work-queue default`` for the deployments'
+  runs, and two shard workers on the ``shards`` queue (``--limit 1`` each, so each takes one shard
+  of a two-shard run). The shard workers have a home of their own each (no shared local result
+  storage), pace through Redis on 127.0.0.1:6379 and hand results over through a result-storage
+  block, as workers on separate machines would.
 
 Logs of the server, the worker and the commands, and the browser test's screenshot, go to
 ``build/e2e/`` (``E2E_OUTPUT_DIR`` to change it).
@@ -46,6 +50,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 OUTPUT = Path(os.environ.get("E2E_OUTPUT_DIR") or ROOT / "build" / "e2e")
 POOL = "sessions"
+SHARD_WORKERS = ("shard-worker-1", "shard-worker-2")
+RESULTS_BLOCK = "shard-results"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 #: Keys of the blocks the stack creates; each is a canary that must never show up in parameters.
 KEYS = {
@@ -173,6 +180,17 @@ blocks:
     )
 
 
+def _results_block(api_url: str, path: Path) -> str:
+    """A result-storage block every shard worker writes to and the parent run reads from (in
+    production an S3 or GCS bucket block; here a folder); its slug."""
+    from prefect.filesystems import LocalFileSystem
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        LocalFileSystem(basepath=str(path)).save(RESULTS_BLOCK, overwrite=True)
+    return f"local-file-system/{RESULTS_BLOCK}"
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -222,9 +240,20 @@ def stack() -> Iterator[Stack]:
                 env,
             )
             _run("deploy", [prefect, "--no-prompt", "deploy", "--all"], env)
-            processes["worker"] = _start(
-                "worker", [prefect, "worker", "start", "--pool", POOL, "--type", "process"], env
-            )
+            worker = [prefect, "worker", "start", "--pool", POOL, "--type", "process"]
+            processes["worker"] = _start("worker", [*worker, "--work-queue", "default"], env)
+            storage = _results_block(api_url, workdir / "shared-results")
+            for name in SHARD_WORKERS:
+                processes[name] = _start(
+                    name,
+                    [*worker, "--work-queue", "shards", "--limit", "1", "--name", name],
+                    {
+                        **env,
+                        "PREFECT_HOME": str(workdir / name),
+                        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": storage,
+                        "PREFECT_SESSIONS_REDIS_URL": REDIS_URL,
+                    },
+                )
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
                 yield Stack(
                     api_url=api_url,
@@ -235,7 +264,7 @@ def stack() -> Iterator[Stack]:
                     processes=processes,
                 )
     finally:
-        for name in ("worker", "server"):
+        for name in (*SHARD_WORKERS, "worker", "server"):
             if name in processes:
                 _stop(processes[name])
         if database is not None:

@@ -49,6 +49,7 @@ T = TypeVar("T")
 NIGHTLY = "batch-conversations/nightly-suite"
 TRIGGERED = "triggered-conversation/on-ticket-created"
 MAINTENANCE = "session-maintenance/session-maintenance"
+SHARD = "batch-conversations-shard/shard"
 RUN_TIMEOUT = 240
 
 
@@ -78,11 +79,14 @@ def test_prefect_yaml_deploys_the_three_flows(stack: Stack) -> None:
         nightly = client.read_deployment_by_name(NIGHTLY)
         triggered = client.read_deployment_by_name(TRIGGERED)
         maintenance = client.read_deployment_by_name(MAINTENANCE)
+        shard = client.read_deployment_by_name(SHARD)
         automations = client.read_automations()
 
-    for deployment in (nightly, triggered, maintenance):
+    for deployment in (nightly, triggered, maintenance, shard):
         assert deployment.work_pool_name == POOL
         assert secrets_in(deployment.parameters) == []
+    # Shards go to their own queue, so their workers are never busy with the runs that wait.
+    assert (nightly.work_queue_name, shard.work_queue_name) == ("default", "shards")
     assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]  # type: ignore[union-attr]
     assert [s.schedule.interval for s in maintenance.schedules] == [timedelta(minutes=15)]  # type: ignore[union-attr]
     # The run form offers a block picker per credentials type, with secret fields masked.

@@ -1,0 +1,253 @@
+"""Running a suite's conversations in this process: chunk tasks, shared slots, a results file.
+
+Granularity decides speed (design.md): a Prefect task runs a *chunk* of conversations, never a
+turn. Turns are plain coroutines paced by the HTTP engine; at most ``concurrency`` conversations
+are in flight across all chunks. Results stream to a JSONL file as conversations finish, so memory
+does not grow with the suite and a re-run with the same run key resumes where the last one stopped.
+
+The whole suite is one :class:`Share`; a sharded run (:mod:`.shards`) gives each work-pool worker
+one share of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
+from pydantic import SecretStr
+
+from prefect_sessions.conversation.dataset import Conversation, iter_conversations
+from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationAdapter
+from prefect_sessions.conversation.providers import provider_spec
+from prefect_sessions.conversation.results import ConversationResult, ResultStore
+from prefect_sessions.conversation.runner import RunCounters, run_conversations
+from prefect_sessions.conversation.suite import LoadedSuite, Suite
+from prefect_sessions.credentials import ProviderCredentials
+
+DEFAULT_RESULTS_DIR = ".prefect-sessions/runs"
+
+#: Chunks in flight at once. They share one pool of ``concurrency`` slots, so while one chunk
+#: finishes its last conversations the next one already uses the slots they free.
+PARALLEL_CHUNKS = 2
+
+ResultListener = Callable[[ConversationResult], None]
+_listeners: dict[str, ResultListener] = {}
+
+
+def listen(run_key: str, listener: ResultListener | None) -> None:
+    """Call ``listener`` for each result of run ``run_key`` in this process (the CLI's progress
+    bar); ``None`` stops listening."""
+    if listener is None:
+        _listeners.pop(run_key, None)
+    else:
+        _listeners[run_key] = listener
+
+
+def slug(text: str) -> str:
+    """Lowercase letters, digits and dashes (what Prefect artifact keys accept)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "suite"
+
+
+def new_run_key() -> str:
+    # The time for people, a random suffix so two runs started in the same second never share
+    # a results file (the second would "resume" the first and skip its conversations).
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def connection_settings(
+    suite: Suite,
+    *,
+    base_url: str | None = None,
+    rate: float | None = None,
+    credentials: ProviderCredentials | None = None,
+    environ: dict[str, str] | None = None,
+) -> ConnectionSettings:
+    """How this run reaches the provider: a block given to the flow, the suite's saved block, or
+    the suite's inline connection with the key read from the environment."""
+    environ = dict(os.environ) if environ is None else environ
+    connection = suite.connection
+    api_key = None
+    if connection is not None and connection.api_key_env:
+        value = environ.get(connection.api_key_env)
+        api_key = SecretStr(value) if value else None
+    return ConnectionSettings(
+        credentials_block=suite.credentials,
+        block=credentials,
+        base_url=base_url or (connection.base_url if connection else None),
+        api_key=api_key,
+        fields=connection.provider_fields if connection else {},
+        rate=rate,
+    )
+
+
+@dataclass(frozen=True)
+class Share:
+    """The conversations whose position in the suite is ``index`` modulo ``of``.
+
+    Every ``of``-th conversation, rather than a contiguous block, so each share gets a like mix of
+    the suite's datasets and a like running time.
+    """
+
+    index: int = 0
+    of: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.of:
+            raise ValueError(f"shard must be between 0 and {self.of - 1}, not {self.index}")
+
+    def holds(self, position: int) -> bool:
+        return position % self.of == self.index
+
+    def size(self, total: int) -> int:
+        """How many of ``total`` conversations fall in this share."""
+        return len(range(self.index, total, self.of))
+
+    def label(self) -> str:
+        return f"shard {self.index + 1} of {self.of}"
+
+
+WHOLE_SUITE = Share()
+
+
+def results_file(results_dir: str | Path, suite_name: str, run_key: str, share: Share) -> Path:
+    """Where the results of one run (or of one share of it) are kept."""
+    part = "" if share == WHOLE_SUITE else f".shard-{share.index + 1}-of-{share.of}"
+    return Path(results_dir) / slug(suite_name) / f"{slug(run_key)}{part}.jsonl"
+
+
+@dataclass
+class PartOutcome:
+    """What running a share of a suite did: its size, what an earlier attempt had finished, and
+    the request counters of this attempt."""
+
+    conversations: int
+    resumed: int
+    store: ResultStore
+    counters: RunCounters = field(default_factory=RunCounters)
+
+
+@task(name="run-conversations", cache_policy=NO_CACHE, persist_result=False)
+async def run_conversation_chunk(
+    adapter: ConversationAdapter,
+    conversations: list[Conversation],
+    results_path: str,
+    concurrency: int,
+    run_key: str,
+    slots: asyncio.Semaphore | None = None,
+) -> RunCounters:
+    """Run a chunk of conversations through an open provider adapter; append each result to the
+    results file as it finishes.
+
+    ``adapter`` and ``slots`` belong to the flow's event loop, which this task runs on when
+    awaited: the chunks of a run share one connection pool and cap conversations in flight
+    together.
+    """
+    return await run_conversations(
+        adapter,
+        conversations,
+        concurrency=min(concurrency, len(conversations)),
+        store=ResultStore(results_path),
+        on_result=_listeners.get(run_key),
+        slots=slots,
+    )
+
+
+def _chunks(conversations: Iterator[Conversation], size: int) -> Iterator[list[Conversation]]:
+    chunk: list[Conversation] = []
+    for conversation in conversations:
+        chunk.append(conversation)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def run_share(
+    loaded: LoadedSuite,
+    *,
+    settings: ConnectionSettings,
+    run_key: str,
+    results_path: Path,
+    concurrency: int,
+    chunk_size: int,
+    share: Share = WHOLE_SUITE,
+    progress_key: str | None = None,
+    on_resume: Callable[[int, int], None] | None = None,
+) -> PartOutcome:
+    """Run the conversations of ``share`` that no earlier attempt with this results file finished.
+
+    Chunk tasks are awaited on this event loop (not submitted to threads), at most
+    :data:`PARALLEL_CHUNKS` at once, sharing ``concurrency`` slots. A progress artifact is updated
+    after each chunk.
+    """
+    suite = loaded.suite
+    store = ResultStore(results_path)
+    finished = store.finished()
+    total = share.size(loaded.conversation_count)
+
+    def mine() -> Iterator[Conversation]:
+        for position, conversation in enumerate(iter_conversations(loaded)):
+            if share.holds(position):
+                yield conversation
+
+    # Only a resumed run needs the extra pass that counts what is already done.
+    resumed = sum(1 for c in mine() if finished.get(c.id) == c.fingerprint) if finished else 0
+    if resumed and on_resume is not None:
+        on_resume(resumed, total)
+    to_run = (c for c in mine() if finished.get(c.id) != c.fingerprint)
+    where = "" if share == WHOLE_SUITE else f", {share.label()}"
+    progress_id = await acreate_progress_artifact(
+        progress=100.0 * resumed / total if total else 100.0,
+        key=progress_key,
+        description=f"Conversations of {suite.name} done (run {run_key}{where})",
+    )
+    outcome = PartOutcome(conversations=total, resumed=resumed, store=store)
+    slots = asyncio.Semaphore(max(1, concurrency))
+    done = resumed
+    gate = asyncio.Semaphore(PARALLEL_CHUNKS)
+
+    async def run_chunk(adapter: ConversationAdapter, chunk: list[Conversation]) -> None:
+        nonlocal done
+        try:
+            # quote(): Prefect would otherwise walk every conversation of the chunk looking for
+            # futures, on this loop, stalling the conversations in flight.
+            counters = await run_conversation_chunk(
+                quote(adapter),
+                quote(chunk),
+                str(results_path),
+                concurrency,
+                run_key,
+                quote(slots),
+                return_state=False,  # selects the typed overload that takes quoted arguments
+            )
+            # The adapter's request counters run across chunks: read them once, at the end.
+            outcome.counters.add(replace(counters, requests=0, rate_limited=0))
+            done += len(chunk)
+            await aupdate_progress_artifact(progress_id, progress=100.0 * done / total)
+        finally:
+            gate.release()
+
+    # One adapter (one connection pool) for every chunk: a new one per chunk would open new
+    # connections and pay the client's set-up each time.
+    async with provider_spec(suite.provider).adapter_factory()(settings) as adapter:
+        pending: set[asyncio.Task[None]] = set()
+        for chunk in _chunks(to_run, chunk_size):
+            await gate.acquire()  # hold at most PARALLEL_CHUNKS chunks in memory and in flight
+            job = asyncio.ensure_future(run_chunk(adapter, chunk))
+            pending.add(job)
+            job.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+        outcome.counters.requests, outcome.counters.rate_limited = adapter.counters()
+    return outcome

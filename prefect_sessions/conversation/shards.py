@@ -1,0 +1,357 @@
+"""Sharding a suite across the workers of a Prefect work pool, one merged report at the end.
+
+The batch flow with ``shards=N`` starts N flow runs of the shard deployment (``prefect.yaml``:
+``batch-conversations-shard/shard``), one per :class:`~.execution.Share` of the suite, and waits for
+them. Each shard runs its share with the same chunk tasks as a one-machine run, keeps its own
+results file on its worker (so a re-run of that shard there resumes it), and returns every result
+of its share as its flow-run result. The parent merges those into one results file and one report.
+
+- **Shared pacing**: the shards share one API key, so they pace through one schedule in Redis
+  (``PREFECT_SESSIONS_REDIS_URL`` in the workers' environment; see
+  :mod:`prefect_sessions.http.shared_pacing`).
+- **Results between machines** travel through Prefect's result storage: the shard flow persists
+  its result, and the parent reads it. Across machines that storage must be shared
+  (``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK``, e.g. an S3 bucket block); on one machine Prefect's
+  local storage is enough.
+- **Nothing run twice**: shard runs are created with an idempotency key made of the suite, the
+  run key and the shard. Running the batch flow again with the same run key reuses the shards
+  that completed and re-schedules those that did not, which resume from their results files.
+- **Secrets**: the credentials block goes to the shards as a reference, never as values.
+
+With ``shard_deployment=None`` the shares run instead as tasks on the batch flow's task runner:
+on a Dask cluster with prefect-dask's ``DaskTaskRunner``, results coming back as task results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import arun_deployment
+from prefect.flow_runs import wait_for_flow_run
+from prefect.states import Scheduled, get_state_result
+from pydantic import BaseModel, Field
+
+from prefect_sessions.conversation.execution import (
+    DEFAULT_RESULTS_DIR,
+    PartOutcome,
+    Share,
+    connection_settings,
+    results_file,
+    run_share,
+    slug,
+)
+from prefect_sessions.conversation.results import ConversationResult, ResultStore
+from prefect_sessions.conversation.runner import RunCounters
+from prefect_sessions.conversation.suite import LoadedSuite, load_suite
+from prefect_sessions.credentials import ProviderCredentials
+from prefect_sessions.errors import ConfigurationError, PrefectSessionsError
+from prefect_sessions.logs import run_logger
+
+#: The deployment every shard runs as (``flow name/deployment name``), see ``prefect.yaml``.
+SHARD_DEPLOYMENT = "batch-conversations-shard/shard"
+
+
+class ShardsFailedError(PrefectSessionsError):
+    """Some shard runs did not complete; the others' results are kept in their flow runs."""
+
+
+class ShardReport(BaseModel):
+    """What one shard hands back to the parent run: every result of its share."""
+
+    shard: int = Field(description="The share's index, from 0.")
+    shards: int
+    conversations: int = Field(description="Conversations in this share.")
+    resumed: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    ran_on: str = Field(default="", description="host:pid of the process that ran the share.")
+    results: list[ConversationResult] = Field(default_factory=list)
+
+
+async def run_shard(
+    suite_path: str,
+    shard: int,
+    shards: int,
+    run_key: str,
+    *,
+    base_url: str | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    credentials: ProviderCredentials | None = None,
+    results_dir: str = DEFAULT_RESULTS_DIR,
+    chunk_size: int = 100,
+) -> ShardReport:
+    """Run one share of a suite in this process: the body of the shard deployment's flow
+    (``flows/batch_conversations_shard.py``)."""
+    share = _share(shard, shards)
+    loaded = load_suite(suite_path)
+    suite = loaded.suite
+    outcome = await run_share(
+        loaded,
+        settings=connection_settings(suite, base_url=base_url, rate=rate, credentials=credentials),
+        run_key=run_key,
+        results_path=results_file(results_dir, suite.name, run_key, share),
+        concurrency=max(1, concurrency or suite.concurrency),
+        chunk_size=chunk_size,
+        share=share,
+    )
+    results = list(outcome.store.latest().values())
+    run_logger().info(
+        "%s of %s (run %s): %d conversations, %d resumed, %d requests",
+        share.label(),
+        suite.name,
+        run_key,
+        outcome.conversations,
+        outcome.resumed,
+        outcome.counters.requests,
+    )
+    return ShardReport(
+        shard=shard,
+        shards=shards,
+        conversations=outcome.conversations,
+        resumed=outcome.resumed,
+        requests=outcome.counters.requests,
+        rate_limited=outcome.counters.rate_limited,
+        ran_on=f"{socket.gethostname()}:{os.getpid()}",
+        results=results,
+    )
+
+
+@task(name="run-shard", cache_policy=NO_CACHE, persist_result=False)
+async def run_shard_task(
+    suite_path: str,
+    shard: int,
+    shards: int,
+    run_key: str,
+    credentials: ProviderCredentials | None = None,
+    **options: Any,
+) -> ShardReport:
+    """One share as a task of the batch flow, for its task runner to place (a Dask cluster's
+    workers with prefect-dask's ``DaskTaskRunner``); ``options`` as :func:`run_shard` takes."""
+    return await run_shard(suite_path, shard, shards, run_key, credentials=credentials, **options)
+
+
+def _share(shard: int, shards: int) -> Share:
+    if shards < 1:
+        raise ConfigurationError(f"shards must be at least 1, not {shards}")
+    try:
+        return Share(shard, shards)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def credentials_reference(credentials: ProviderCredentials | None) -> dict[str, Any] | None:
+    """A saved block as the ``$ref`` a deployment parameter takes; refuses an unsaved one, whose
+    secrets would otherwise be written into every shard's flow-run parameters."""
+    if credentials is None:
+        return None
+    block_id = getattr(credentials, "_block_document_id", None)
+    if block_id is None:
+        raise ConfigurationError(
+            "credentials: a sharded run passes the credentials block to its shards by reference, "
+            "and this block is not saved; save it (python -m blocks, or block.save('name')) and "
+            "pass the saved block"
+        )
+    return {"$ref": {"block_document_id": str(block_id)}}
+
+
+def shard_parameters(
+    suite_path: str,
+    share: Share,
+    run_key: str,
+    *,
+    credentials: dict[str, Any] | None,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The parameters of one shard's flow run; unset options are left to the shard's defaults."""
+    parameters: dict[str, Any] = {
+        "suite_path": suite_path,
+        "shard": share.index,
+        "shards": share.of,
+        "run_key": run_key,
+        **{name: value for name, value in options.items() if value is not None},
+    }
+    if credentials is not None:
+        parameters["credentials"] = credentials
+    return parameters
+
+
+async def _start_or_reuse(
+    deployment: str, parameters: dict[str, Any], key: str, name: str
+) -> FlowRun:
+    """Create the shard's flow run, or find the one an earlier attempt of this run created (same
+    idempotency key); one that ended without completing is scheduled again, to resume."""
+    flow_run = await arun_deployment(
+        deployment,
+        parameters=parameters,
+        timeout=0,
+        idempotency_key=key,
+        flow_run_name=name,
+    )
+    state = flow_run.state
+    if state is not None and state.is_final() and not state.is_completed():
+        async with get_client() as client:
+            await client.set_flow_run_state(flow_run.id, Scheduled(), force=True)
+    return flow_run
+
+
+async def _report(flow_run: FlowRun) -> ShardReport:
+    assert flow_run.state is not None
+    try:
+        report = await get_state_result(flow_run.state)
+    except Exception as exc:  # any storage error has the same fix
+        raise ConfigurationError(
+            f"the result of shard run {flow_run.name!r} cannot be read here "
+            f"({type(exc).__name__}); "
+            "shards hand their results over through Prefect's result storage, so every worker "
+            "must use the same one: set PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK (e.g. to an "
+            "s3-bucket block) in the work pool's environment"
+        ) from exc
+    if not isinstance(report, ShardReport):
+        report = ShardReport.model_validate(report)
+    return report
+
+
+async def _on_work_pool(
+    loaded: LoadedSuite,
+    suite_path: str,
+    shards: int,
+    run_key: str,
+    deployment: str,
+    credentials: ProviderCredentials | None,
+    options: Mapping[str, Any] | None,
+) -> list[ShardReport]:
+    logger = run_logger()
+    reference = credentials_reference(credentials)
+    suite_name = slug(loaded.suite.name)
+    runs: list[FlowRun] = []
+    for index in range(shards):
+        share = _share(index, shards)
+        parameters = shard_parameters(
+            suite_path, share, run_key, credentials=reference, options=options or {}
+        )
+        suffix = f"shard-{index + 1}-of-{shards}"
+        runs.append(
+            await _start_or_reuse(
+                deployment,
+                parameters,
+                key=f"{suite_name}/{run_key}/{suffix}",
+                name=f"{suite_name}-{slug(run_key)}-{suffix}",
+            )
+        )
+    logger.info(
+        "Sharded %s into %d runs of %s: %s",
+        loaded.suite.name,
+        shards,
+        deployment,
+        ", ".join(run.name for run in runs),
+    )
+    finished: list[FlowRun] = list(
+        await asyncio.gather(*(wait_for_flow_run(run.id, timeout=None) for run in runs))
+    )
+    failed = [run for run in finished if run.state is None or not run.state.is_completed()]
+    if failed:
+        listed = ", ".join(
+            f"{run.name} ({run.state.name if run.state else 'no state'})" for run in failed
+        )
+        raise ShardsFailedError(
+            f"{len(failed)} of {shards} shard runs did not complete: {listed}; run the batch "
+            f"flow again with run_key={run_key!r} and the same shards to re-run only those"
+        )
+    return [await _report(run) for run in finished]
+
+
+async def _on_task_runner(
+    loaded: LoadedSuite,
+    suite_path: str,
+    shards: int,
+    run_key: str,
+    credentials: ProviderCredentials | None,
+    options: Mapping[str, Any] | None,
+) -> list[ShardReport]:
+    given = {name: value for name, value in (options or {}).items() if value is not None}
+    futures = [
+        run_shard_task.with_options(
+            task_run_name=f"{slug(loaded.suite.name)}-shard-{index + 1}-of-{shards}"
+        ).submit(suite_path, index, shards, run_key, credentials, **given)
+        for index in range(shards)
+    ]
+    # Waiting in a thread keeps this loop free for Prefect's own work meanwhile.
+    return [await asyncio.to_thread(future.result) for future in futures]
+
+
+def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCounters:
+    """Write every shard's results into one results file (replacing it whole, so a re-run of the
+    parent never doubles a line) and check that each conversation is there exactly once."""
+    counters = RunCounters()
+    seen: set[str] = set()
+    twice: list[str] = []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for report in reports:
+            counters.requests += report.requests
+            counters.rate_limited += report.rate_limited
+            for result in report.results:
+                if result.id in seen:
+                    twice.append(result.id)
+                seen.add(result.id)
+                counters.count(result)
+                handle.write(result.model_dump_json() + "\n")
+    if twice or len(seen) != expected:
+        raise ShardsFailedError(
+            f"the shards' results do not cover the suite once: {len(seen)} of {expected} "
+            f"conversations, {len(twice)} reported twice (e.g. {twice[:3]}); were the shards run "
+            "with another copy of the suite?"
+        )
+    os.replace(partial, path)
+    return counters
+
+
+async def run_sharded(
+    loaded: LoadedSuite,
+    suite_path: str,
+    *,
+    shards: int,
+    run_key: str,
+    results_path: Path,
+    deployment: str | None = SHARD_DEPLOYMENT,
+    credentials: ProviderCredentials | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> PartOutcome:
+    """Run a suite as ``shards`` shares and merge their results into ``results_path``.
+
+    Each share runs as a flow run of ``deployment`` on a worker of its work pool, or, with
+    ``deployment=None``, as a task on the current flow's task runner. ``options`` go to every
+    shard (base URL, concurrency, rate, results directory, chunk size)."""
+    if deployment is None:
+        reports = await _on_task_runner(loaded, suite_path, shards, run_key, credentials, options)
+    else:
+        reports = await _on_work_pool(
+            loaded, suite_path, shards, run_key, deployment, credentials, options
+        )
+    counters = _merge(reports, results_path, loaded.conversation_count)
+    return PartOutcome(
+        conversations=loaded.conversation_count,
+        resumed=sum(report.resumed for report in reports),
+        store=ResultStore(results_path),
+        counters=counters,
+    )
+
+
+__all__ = [
+    "SHARD_DEPLOYMENT",
+    "ShardReport",
+    "ShardsFailedError",
+    "run_shard",
+    "run_sharded",
+]
