@@ -34,12 +34,17 @@ def prefect_server(own: bool) -> Iterator[str | None]:
         yield PREFECT_API_URL.value()
 
 
-def run_flow(suite_path: Path, concurrency: int, results_dir: Path) -> tuple[float, RunSummary]:
+def run_flow(
+    suite_path: Path, concurrency: int, results_dir: Path, *, chunk_size: int = 100
+) -> tuple[float, RunSummary]:
     """Run ``batch_conversations`` on a suite; the wall time around the call and its summary."""
 
     async def go() -> RunSummary:
         summary: RunSummary = await batch_conversations(
-            suite_path=str(suite_path), concurrency=concurrency, results_dir=str(results_dir)
+            suite_path=str(suite_path),
+            concurrency=concurrency,
+            results_dir=str(results_dir),
+            chunk_size=chunk_size,
         )
         return summary
 

@@ -3,10 +3,12 @@ never a test's)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis
 
-from benchmarks import at_limit, growth, overhead, workers
+from benchmarks import at_limit, flow_profile, growth, overhead, workers
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -71,3 +73,24 @@ def test_workers_share_one_schedule(quiet_environment: None) -> None:
     row = report["rows"][0]
     assert row["failed"] == 0
     assert row["requests_ok"] == 4 * 6
+
+
+@pytest.mark.prefect
+def test_flow_profile_times_engine_and_flow_side_by_side(
+    prefect_server: None, quiet_environment: None, tmp_path: Path
+) -> None:
+    profile = tmp_path / "flow.prof"
+    report = flow_profile.run(
+        conversations=4,
+        concurrency=2,
+        latency_ms=0,
+        rounds=2,
+        chunk_size=2,
+        profile=str(profile),
+        own_server=False,
+    )
+    assert [row["round"] for row in report["rows"]] == [1, 2]
+    for row in report["rows"]:
+        assert set(flow_profile.COLUMNS) <= set(row)
+        assert 0 < row["flow_inside_s"] <= row["flow_s"]
+    assert profile.stat().st_size > 0  # the last flow run was profiled

@@ -126,7 +126,7 @@ def results_file(results_dir: str | Path, suite_name: str, run_key: str, share: 
 
 
 @dataclass
-class PartOutcome:
+class ShareOutcome:
     """What running a share of a suite did: its size, what an earlier attempt had finished, and
     the request counters of this attempt."""
 
@@ -184,7 +184,7 @@ async def run_share(
     share: Share = WHOLE_SUITE,
     progress_key: str | None = None,
     on_resume: Callable[[int, int], None] | None = None,
-) -> PartOutcome:
+) -> ShareOutcome:
     """Run the conversations of ``share`` that no earlier attempt with this results file finished.
 
     Chunk tasks are awaited on this event loop (not submitted to threads), at most
@@ -212,7 +212,7 @@ async def run_share(
         key=progress_key,
         description=f"Conversations of {suite.name} done (run {run_key}{where})",
     )
-    outcome = PartOutcome(conversations=total, resumed=resumed, store=store)
+    outcome = ShareOutcome(conversations=total, resumed=resumed, store=store)
     slots = asyncio.Semaphore(max(1, concurrency))
     done = resumed
     gate = asyncio.Semaphore(PARALLEL_CHUNKS)

@@ -42,8 +42,8 @@ from pydantic import BaseModel, Field
 
 from prefect_sessions.conversation.execution import (
     DEFAULT_RESULTS_DIR,
-    PartOutcome,
     Share,
+    ShareOutcome,
     connection_settings,
     results_file,
     run_share,
@@ -327,7 +327,7 @@ async def run_sharded(
     deployment: str | None = SHARD_DEPLOYMENT,
     credentials: ProviderCredentials | None = None,
     options: Mapping[str, Any] | None = None,
-) -> PartOutcome:
+) -> ShareOutcome:
     """Run a suite as ``shards`` shares and merge their results into ``results_path``.
 
     Each share runs as a flow run of ``deployment`` on a worker of its work pool, or, with
@@ -340,7 +340,7 @@ async def run_sharded(
             loaded, suite_path, shards, run_key, deployment, credentials, options
         )
     counters = _merge(reports, results_path, loaded.conversation_count)
-    return PartOutcome(
+    return ShareOutcome(
         conversations=loaded.conversation_count,
         resumed=sum(report.resumed for report in reports),
         store=ResultStore(results_path),

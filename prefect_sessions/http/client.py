@@ -315,6 +315,24 @@ class HttpClient:
                 self.stats.rate_limited += 1
             raise self._status_error(response, operation, idempotent, auth, attempts=attempts)
 
+        # Most requests succeed at once, and tenacity's loop costs about as much CPU per request
+        # as the rest of the engine's bookkeeping: enter it only after a retryable failure.
+        try:
+            return await attempt()
+        except ProviderError as exc:
+            if not exc.retryable:
+                raise
+            first_failure: ProviderError | None = exc
+
+        async def replay_then_attempt() -> httpx.Response:
+            # tenacity's attempt 1 is the failure above, replayed without sending, so attempt
+            # numbers, waits and the retry budget come out as if tenacity had sent it.
+            nonlocal first_failure
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return await attempt()
+
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.retryable),
             wait=self._wait,
@@ -324,7 +342,7 @@ class HttpClient:
             retry_error_callback=self._give_up,
             reraise=True,
         )
-        response: httpx.Response = await retrying(attempt)
+        response: httpx.Response = await retrying(replay_then_attempt)
         return response
 
     # -- retry decisions (tenacity callbacks) ---------------------------------------------------

@@ -83,6 +83,8 @@ class Stack:
     emulator: EmulatorHandle
     env: dict[str, str]
     database: str
+    #: Where the shard workers' result-storage block keeps persisted flow-run results.
+    result_storage: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def log(self, name: str) -> str:
@@ -180,6 +182,19 @@ blocks:
     )
 
 
+def _require_redis() -> None:
+    """The shard workers pace through Redis; say so plainly when it is not there."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(
+            f"the shard workers pace through Redis at {REDIS_URL}, which does not answer "
+            f"({exc}); start it, e.g. redis-server --daemonize yes --bind 127.0.0.1 --port 6379"
+        ) from exc
+
+
 def _results_block(api_url: str, path: Path) -> str:
     """A result-storage block every shard worker writes to and the parent run reads from (in
     production an S3 or GCS bucket block; here a folder); its slug."""
@@ -242,6 +257,7 @@ def stack() -> Iterator[Stack]:
             _run("deploy", [prefect, "--no-prompt", "deploy", "--all"], env)
             worker = [prefect, "worker", "start", "--pool", POOL, "--type", "process"]
             processes["worker"] = _start("worker", [*worker, "--work-queue", "default"], env)
+            _require_redis()
             storage = _results_block(api_url, workdir / "shared-results")
             for name in SHARD_WORKERS:
                 processes[name] = _start(
@@ -261,6 +277,7 @@ def stack() -> Iterator[Stack]:
                     emulator=emulator,
                     env=env,
                     database=connection_url,
+                    result_storage=workdir / "shared-results",
                     processes=processes,
                 )
     finally:

@@ -9,6 +9,7 @@ again with the same run key re-runs nothing.
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from uuid import UUID
@@ -110,6 +111,8 @@ async def _summary(flow_run_id: UUID) -> dict[str, object]:
 async def test_a_suite_sharded_across_two_workers_merges_into_one_report(
     stack: Stack, tmp_path: Path
 ) -> None:
+    if os.environ.get("E2E_DATABASE", "postgres") != "sqlite":
+        assert stack.database.startswith("postgresql+asyncpg://"), stack.database
     suite = _suite(tmp_path)
     expected = {c.id for c in iter_conversations(load_suite(suite))}
     assert len(expected) == CONVERSATIONS
@@ -162,6 +165,11 @@ async def test_a_suite_sharded_across_two_workers_merges_into_one_report(
         assert set(child.parameters["credentials"]["$ref"]) == {"block_document_id"}
         assert secrets_in(child.parameters) == []
     assert secrets_in(finished.parameters) == []
+    # The shards' persisted results (what the parent merged) went through the storage block and
+    # hold no secret either.
+    stored = [p for p in stack.result_storage.rglob("*") if p.is_file()]
+    assert stored
+    assert secrets_in([p.read_text(errors="replace") for p in stored]) == []
 
     # Nothing lost or run twice on the provider; the shared pacer kept 429s rare. Two pacers that
     # do not share a schedule each send the whole limit: about half the requests answered 429.
