@@ -129,6 +129,13 @@ def test_a_merge_that_loses_or_doubles_a_conversation_is_refused(
     assert path.read_text() == "earlier\n"  # the earlier merged file is left as it was
 
 
+def test_a_shard_report_names_the_conversations_a_resumed_run_tries_again() -> None:
+    report = _report_of(0, ["a", "b", "c"])
+    report.results[1] = ConversationResult(id="b", status="errored", reason="503")
+    report.results[2] = ConversationResult(id="c", status="failed", reason="no refund")
+    assert report.errored() == ["b"]
+
+
 async def test_an_unreadable_shard_result_says_how_to_share_result_storage(
     tmp_path: Path,
 ) -> None:

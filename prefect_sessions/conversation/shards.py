@@ -76,6 +76,10 @@ class ShardReport(BaseModel):
     ran_on: str = Field(default="", description="host:pid of the process that ran the share.")
     results: list[ConversationResult] = Field(default_factory=list)
 
+    def errored(self) -> list[str]:
+        """Conversations that reached no verdict (a resumed run tries them again)."""
+        return [result.id for result in self.results if result.status == "errored"]
+
 
 async def run_shard(
     suite_path: str,
@@ -189,7 +193,9 @@ async def _start_or_reuse(
     deployment: str, parameters: dict[str, Any], key: str, name: str
 ) -> FlowRun:
     """Create the shard's flow run, or find the one an earlier attempt of this run created (same
-    idempotency key); one that ended without completing is scheduled again, to resume."""
+    idempotency key). A found run is scheduled again, to resume from its results file, when it
+    ended without completing or completed with errored conversations (a batch run again with
+    the same key tries errored conversations again, sharded or not)."""
     flow_run = await arun_deployment(
         deployment,
         parameters=parameters,
@@ -198,9 +204,12 @@ async def _start_or_reuse(
         flow_run_name=name,
     )
     state = flow_run.state
-    if state is not None and state.is_final() and not state.is_completed():
-        async with get_client() as client:
-            await client.set_flow_run_state(flow_run.id, Scheduled(), force=True)
+    if state is None or not state.is_final():
+        return flow_run  # new, or still under way: wait for it
+    if state.is_completed() and not (await _report(flow_run)).errored():
+        return flow_run
+    async with get_client() as client:
+        await client.set_flow_run_state(flow_run.id, Scheduled(), force=True)
     return flow_run
 
 

@@ -4,7 +4,8 @@ default worker, its two shards run on the two shard workers, and one merged repo
 What must hold: every conversation of the suite is in the merged report once, each was started
 exactly once on the provider (the emulator's counters), each shard worker ran one shard, the
 shared pacer kept 429s rare, no secret reached a flow run's parameters, and running the batch
-again with the same run key re-runs nothing.
+again with the same run key after a shard's run failed re-runs that shard's run alone, which sends
+nothing because its results file already holds every verdict of its share.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from prefect.states import Failed
 
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.results import ResultStore
@@ -84,12 +86,12 @@ async def _children(parent: UUID) -> list[FlowRun]:
 
 
 async def _worker_of(flow_run: FlowRun) -> str:
-    """The worker that submitted a flow run, from the run's own logs on the server."""
+    """The worker that first submitted a flow run, from the run's own logs on the server."""
     async with get_client() as client:
         logs = await client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
         )
-    for log in logs:
+    for log in sorted(logs, key=lambda log: log.timestamp):
         for name in SHARD_WORKERS:
             if f"Worker '{name}' submitting flow run" in log.message:
                 return name
@@ -137,7 +139,13 @@ async def test_a_suite_sharded_across_two_workers_merges_into_one_report(
         requests = stack.emulator.count(key=key) - requests_before
         limited = stack.emulator.count("rate_limited", key=key) - limited_before
 
-        # Running the batch again with the same run key reuses the completed shards.
+        # One shard's run is marked Failed after the fact, as a crash after its last result
+        # would leave it. Running the batch again with the same run key reuses the completed
+        # shard and schedules the failed one again, which resumes from its results file.
+        children = await _children(finished.id)
+        crashed = min(children, key=lambda child: child.parameters["shard"])
+        async with get_client() as client:
+            await client.set_flow_run_state(crashed.id, Failed(message="crashed"), force=True)
         again = await run_deployment(NIGHTLY, parameters=parameters, timeout=0)
         await _finished(again.id, stack)
         requests_again = stack.emulator.count(key=key) - requests_before - requests
@@ -178,8 +186,11 @@ async def test_a_suite_sharded_across_two_workers_merges_into_one_report(
     assert starts == CONVERSATIONS
     assert limited <= 0.05 * requests, f"{limited} of {requests} requests answered 429"
 
-    # The second batch run started no shard, sent nothing, and reported the same.
+    # The second batch run started no new shard run: it ran the failed one a second time (which
+    # found every verdict in its results file and sent nothing) and reused the other.
     assert await _children(again.id) == []
+    runs = {child.id: child.run_count for child in await _children(finished.id)}
+    assert runs == {child.id: 2 if child.id == crashed.id else 1 for child in children}
     assert requests_again == 0
     repeat = await _summary(again.id)
     assert repeat["conversations"] == repeat["passed"] == CONVERSATIONS
