@@ -54,8 +54,9 @@ _REDACTED = "**********"
 
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes ~20 ms of CPU; a batch opens a client per chunk task, so every
-    # client in the process shares one context (an SSLContext is safe to share across threads).
+    # Loading the CA bundle costs ~20 ms of CPU per client, and a process may open many (one per
+    # task-pair call, per flow run, per shard): all share one context (an SSLContext is safe to
+    # share across threads).
     return httpx.create_ssl_context()
 
 
