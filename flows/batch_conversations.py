@@ -24,7 +24,9 @@ from prefect_sessions.conversation.shards import SHARD_DEPLOYMENT
 from prefect_sessions.flow_parameters import AnyCredentials, require_block_references
 
 
-@flow(name="batch-conversations")
+# The summary is persisted (JSON, no secrets in it): a caller reading a run's result through the
+# API (run_deployment, a state the server answered with) gets it too, not MissingResult.
+@flow(name="batch-conversations", persist_result=True, result_serializer="json")
 async def batch_conversations(
     suite_path: str,
     credentials: AnyCredentials | None = None,

@@ -27,7 +27,9 @@ from prefect_sessions.maintenance import (
 from prefect_sessions.vectara import VectaraCredentials
 
 
-@flow(name="session-maintenance", log_prints=False)
+# The report is persisted (JSON: session ids and actions, no secrets) so that it can be read back
+# through the API too, e.g. from run_deployment's flow run.
+@flow(name="session-maintenance", log_prints=False, persist_result=True, result_serializer="json")
 async def session_maintenance(
     liveavatar_credentials: LiveAvatarCredentials | None = None,
     vectara_credentials: VectaraCredentials | None = None,

@@ -206,3 +206,24 @@ async def test_a_sharded_run_on_a_dask_cluster_merges_every_conversation_once(
     assert f"{socket.gethostname()}:{os.getpid()}" not in processes
     assert sorted(r.id for r in ResultStore(summary.results_path)) == sorted(expected)
     assert emulator.count(route=START) == 20
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_batch_runs_summary_reads_back_from_the_server(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    # What the sharded parent does with its shards, and any run_deployment caller with a batch:
+    # the state as the server has it carries the persisted summary, not "MissingResult".
+    from prefect.client.orchestration import get_client
+    from prefect.states import get_state_result
+
+    summary, _ = await _sharded_run(emulator, tmp_path, 4, 1)
+    async with get_client() as client:
+        runs = await client.read_flow_runs(limit=50)
+    (flow_run,) = [
+        run for run in runs if run.parameters.get("results_dir") == str(tmp_path / "runs")
+    ]
+    assert flow_run.state is not None
+    stored = await get_state_result(flow_run.state)
+    assert isinstance(stored, RunSummary)
+    assert stored == summary

@@ -52,7 +52,9 @@ def _failures(store: ResultStore, latest: dict[str, str]) -> Iterator[Conversati
             yield result
 
 
-@flow(name="batch-conversations")
+# The summary is persisted (JSON, no secrets in it): a caller reading a run's result through the
+# API (run_deployment, a state the server answered with) gets it too, not MissingResult.
+@flow(name="batch-conversations", persist_result=True, result_serializer="json")
 async def batch_conversations(
     suite_path: str,
     run_key: Annotated[str, Field(max_length=200)] | None = None,
