@@ -287,11 +287,17 @@ async def _on_task_runner(
     credentials: ProviderCredentials | None,
     options: Mapping[str, Any] | None,
 ) -> list[ShardReport]:
-    given = {name: value for name, value in (options or {}).items() if value is not None}
+    # The same inputs as a shard's flow run, but the block itself: a task's parameters are never
+    # stored on the server.
     futures = [
         run_shard_task.with_options(
             task_run_name=f"{slug(loaded.suite.name)}-shard-{index + 1}-of-{shards}"
-        ).submit(suite_path, index, shards, run_key, credentials, **given)
+        ).submit(
+            credentials=credentials,
+            **shard_parameters(
+                suite_path, _share(index, shards), run_key, credentials=None, options=options or {}
+            ),
+        )
         for index in range(shards)
     ]
     # Waiting in a thread keeps this loop free for Prefect's own work meanwhile.
