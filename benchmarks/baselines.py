@@ -3,8 +3,8 @@
 ``RawVoiceflowAdapter`` speaks the conversation-adapter protocol, so the benchmark runs the very
 same conversations through the very same runner (``run_conversations``) and only the HTTP policy
 differs. It sends the same requests as ``prefect_sessions``' Voiceflow adapter (start session,
-``/v4/interact`` per turn, get state for variable checks, delete state at the end) with a plain
-``httpx.AsyncClient`` and no pacing. Two retry policies:
+``/v4/interact`` per turn, get state for variable checks; no clean-up, as the suite's default)
+with a plain ``httpx.AsyncClient`` and no pacing. Two retry policies:
 
 - ``tenacity``: what a careful user writes with tenacity, exponential backoff with full jitter
   (``wait_random_exponential(multiplier=0.5, max=30)``), up to 10 attempts, on 429, 5xx and
@@ -113,7 +113,11 @@ class _Handle:
 
 
 class RawVoiceflowAdapter:
-    """Voiceflow conversations over a bare ``httpx.AsyncClient`` with a baseline retry policy."""
+    """Voiceflow conversations over a bare ``httpx.AsyncClient`` with a baseline retry policy.
+
+    With ``slots`` it is the oracle of a limit on requests in flight: told the limit, it never
+    has more than ``slots`` requests out at once.
+    """
 
     def __init__(
         self,
@@ -123,8 +127,11 @@ class RawVoiceflowAdapter:
         policy: str,
         *,
         environment: str = "main",
+        slots: int | None = None,
     ) -> None:
         self.base_url = base_url
+        self.slots = slots
+        self._slots: asyncio.Semaphore | None = None
         self.api_key = api_key
         self.project_id = project_id
         self.policy = policy
@@ -136,6 +143,8 @@ class RawVoiceflowAdapter:
     async def __aenter__(self) -> RawVoiceflowAdapter:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         self._client = httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=30.0)
+        if self.slots is not None:
+            self._slots = asyncio.Semaphore(self.slots)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -152,7 +161,11 @@ class RawVoiceflowAdapter:
         async def attempt() -> httpx.Response:
             self.attempts += 1
             try:
-                response = await client.request(method, path, headers=headers, **kwargs)
+                if self._slots is None:
+                    response = await client.request(method, path, headers=headers, **kwargs)
+                else:
+                    async with self._slots:
+                        response = await client.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 raise _Retryable(None, exc) from exc
             if response.status_code == 429:
@@ -228,13 +241,7 @@ class RawVoiceflowAdapter:
         return dict((response.json() or {}).get("variables") or {})
 
     async def end(self, handle: _Handle) -> None:
-        await self._request(
-            "DELETE",
-            self._state_path(handle),
-            auth=self.api_key,
-            operation="delete state",
-            headers={"projectID": self.project_id},
-        )
+        """Nothing to send: like the engine's adapter without the suite's ``cleanup``."""
 
     def counters(self) -> tuple[int, int]:
         return self.attempts, self.rate_limited
@@ -270,8 +277,7 @@ async def bare_loop(base_url: str, conversations: int, concurrency: int) -> int:
                 last = reply.json()
                 if step == 1:
                     (await client.get(f"/state/user/{user}", headers=state)).json()
-            await client.delete(f"/state/user/{user}", headers=state)
-            sent += 6
+            sent += 5
 
         async def worker() -> None:
             for number in remaining:

@@ -27,8 +27,8 @@ API_KEY_ENV = "BENCH_VOICEFLOW_API_KEY"
 PROJECT_ID = "bench-project"
 
 #: HTTP requests one generated conversation makes: start session, three interact turns, one
-#: get state (for the variable expectation) and the delete state that cleans up.
-REQUESTS_PER_CONVERSATION = 6
+#: get state (for the variable expectation); no delete state, as the suite's ``cleanup`` is off.
+REQUESTS_PER_CONVERSATION = 5
 
 
 @dataclass
@@ -51,6 +51,10 @@ class Emulator:
     def reset(self) -> None:
         """Forget sessions, counters and rate-limit windows."""
         self._admin("POST", "/reset")
+
+    def set_limit(self, limit: str) -> None:
+        """Change the Voiceflow limit (``"20/1s"``, ``"inflight=4 publish=none"``, ``"off"``)."""
+        self._admin("PUT", "/limits", {"voiceflow": limit})
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ async def batch_conversations(
     base_url: str | None = None,
     concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
     rate: Annotated[float, Field(gt=0)] | None = None,
+    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
     chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
     shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
@@ -50,6 +51,8 @@ async def batch_conversations(
         base_url: Send requests here instead (a private cloud, the emulator).
         concurrency: Conversations in flight at once. Empty: the suite's.
         rate: Requests per second to stay under, if known. Empty: learned from the provider.
+        max_share: Use at most this share of the key's limit (e.g. 0.5 on a production key).
+            Empty: the suite's max_share, else all of it.
         results_dir: Where the results file (JSONL) of each run is kept, on the worker.
         chunk_size: Conversations per Prefect task run.
         shards: Above 1, cut the suite into this many shares, each run as a flow run of the
@@ -65,6 +68,7 @@ async def batch_conversations(
         base_url=base_url,
         concurrency=concurrency,
         rate=rate,
+        max_share=max_share,
         credentials=credentials,
         results_dir=results_dir,
         chunk_size=chunk_size,

@@ -31,6 +31,7 @@ async def batch_conversations_shard(
     base_url: str | None = None,
     concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
     rate: Annotated[float, Field(gt=0)] | None = None,
+    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
     chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
 ) -> ShardReport:
@@ -45,6 +46,7 @@ async def batch_conversations_shard(
         base_url: Send requests here instead.
         concurrency: Conversations in flight at once in this shard. Empty: the suite's.
         rate: Requests per second to stay under, if known.
+        max_share: Use at most this share of the key's limit.
         results_dir: Where this shard's results file is kept, on the worker.
         chunk_size: Conversations per Prefect task run.
     """
@@ -57,6 +59,7 @@ async def batch_conversations_shard(
         base_url=base_url,
         concurrency=concurrency,
         rate=rate,
+        max_share=max_share,
         credentials=credentials,
         results_dir=results_dir,
         chunk_size=chunk_size,

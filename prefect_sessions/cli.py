@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--base-url", help="send requests here (a private cloud, the emulator)")
     run.add_argument("--concurrency", type=int, help="conversations in flight at once")
     run.add_argument("--rate", type=float, help="requests per second to stay under, if known")
+    run.add_argument(
+        "--max-share",
+        type=float,
+        metavar="SHARE",
+        help="use at most this share of the key's limit, e.g. 0.5 to leave half to live users",
+    )
     run.add_argument("--report", metavar="FILE", help="write a JSON report here")
     run.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     run.add_argument("--run-key", help="resume the run with this key (default: a new run)")
@@ -146,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
                         base_url=args.base_url,
                         concurrency=args.concurrency,
                         rate=args.rate,
+                        max_share=args.max_share,
                         results_dir=args.results_dir,
                         return_state=True,
                     )

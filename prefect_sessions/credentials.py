@@ -35,7 +35,17 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
         gt=0,
         description=(
             "Requests per second to stay under with this key, if you know the provider's limit. "
-            "Leave empty to learn it from the provider's rate-limit headers."
+            "Leave empty to learn it from the provider's rate-limit headers, or from its 429s "
+            "when it publishes none."
+        ),
+    )
+    max_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Share of the key's limit this block's clients may use, e.g. 0.5 on a production "
+            "key to leave half to live users. Applies to a published, configured or learned limit."
         ),
     )
     timeout_seconds: float = Field(
@@ -105,6 +115,7 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
                 base_url=self.base_url,
                 auth=auth,
                 rate=self.pacing_rate,
+                max_share=self.max_share,
                 retry=self.retry_policy(),
                 timeout=self.http_timeout(),
                 transport=transport,

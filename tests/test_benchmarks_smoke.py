@@ -35,13 +35,20 @@ def _check(report: dict, columns: tuple[str, ...], rows: int) -> None:
         assert {"goal", "value", "met"} <= set(item)
 
 
-def test_at_limit_compares_three_policies(quiet_environment: None) -> None:
-    report = at_limit.run(conversations=3, concurrency=3, limit=50, latency_ms=0)
-    _check(report, at_limit.COLUMNS, rows=3)
-    assert [row["policy"] for row in report["rows"]] == list(at_limit.POLICIES)
+def test_at_limit_compares_three_policies_on_every_shape(quiet_environment: None) -> None:
+    cases = ("headers", "retry-after", "bucket", "inflight")
+    report = at_limit.run(sizes=(3,), cases=cases, concurrency=3, limit=50, latency_ms=0)
+    # One row per case and policy, and the oracle of the in-flight case.
+    _check(report, at_limit.COLUMNS, rows=len(cases) * 3 + 1)
+    assert [row["case"] for row in report["rows"][:3]] == ["headers"] * 3
+    assert [row["policy"] for row in report["rows"][:3]] == list(at_limit.POLICIES)
     ours = report["rows"][0]
     assert ours["conversations"] == 3
-    assert ours["requests_ok"] == 3 * 6
+    assert ours["requests_ok"] == 3 * 5
+    assert {row["policy"] for row in report["rows"] if row["case"] == "inflight"} == {
+        "oracle",
+        *at_limit.POLICIES,
+    }
 
 
 @pytest.mark.prefect
@@ -51,7 +58,7 @@ def test_overhead_compares_flow_with_bare_loop(
     report = overhead.run(conversations=4, concurrency=2, latency_ms=0, rounds=1, own_server=False)
     _check(report, overhead.COLUMNS, rows=3)
     assert report["rows"][0]["ratio_to_bare"] == 1.0
-    assert all(row["requests"] == 4 * 6 for row in report["rows"])
+    assert all(row["requests"] == 4 * 5 for row in report["rows"])
 
 
 @pytest.mark.prefect

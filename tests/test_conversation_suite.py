@@ -235,3 +235,18 @@ def test_a_turn_can_be_written_compactly():
     assert turn.value == {"name": "order_status", "entities": {}}
     assert turn.expect[0].kind == "contains"
     assert Turn.model_validate({"no_reply": None}).value == {}
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 1.5, "half"])
+def test_a_share_of_the_limit_outside_0_to_1_is_refused(tmp_path, value):
+    text = HEAD + f"max_share: {value}\nconversations: [{{id: a, turns: [{{text: hi}}]}}]\n"
+    (found,) = problems(tmp_path, text)
+    assert "max_share" in found
+    assert "suite.yaml:4: max_share" in found
+
+
+def test_cleanup_is_off_unless_asked_for(tmp_path):
+    turns = "conversations: [{id: a, turns: [{text: hi}]}]\n"
+    assert load_suite(write(tmp_path, HEAD + turns), environ=ENV).suite.cleanup is False
+    asked = load_suite(write(tmp_path, HEAD + "cleanup: true\n" + turns), environ=ENV)
+    assert asked.suite.cleanup is True

@@ -262,6 +262,15 @@ BAD_PARAMETERS = st.one_of(
     ),
     st.fixed_dictionaries(
         {
+            "max_share": st.one_of(
+                st.floats(min_value=-1e12, max_value=0),
+                st.floats(min_value=1.0001, max_value=1e12),
+                st.just("half"),
+            )
+        }
+    ),
+    st.fixed_dictionaries(
+        {
             "chunk_size": st.one_of(
                 st.integers(min_value=-INT64, max_value=0),
                 st.integers(min_value=10_001, max_value=INT64),
@@ -300,8 +309,9 @@ def test_generated_bad_flow_parameters_fail_the_run_before_any_request(
         assert field in str(state.message), state.message
         assert emulator_server.count("requests") == 0
         # The CLI says the same and exits 2 (invalid), not with a traceback.
-        if field == "rate" and isinstance(parameters["rate"], float):
-            assert main(["run", str(file), f"--rate={parameters['rate']}"]) == 2
+        if field in ("rate", "max_share") and isinstance(parameters[field], float):
+            option = "--" + field.replace("_", "-")
+            assert main(["run", str(file), f"{option}={parameters[field]}"]) == 2
             assert emulator_server.count("requests") == 0
 
 

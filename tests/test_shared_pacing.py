@@ -45,7 +45,7 @@ def key() -> Iterator[str]:
     yield name
     client = _redis()
     assert client is not None
-    client.delete(f"{name}:next", f"{name}:hold")
+    client.delete(f"{name}:next", f"{name}:hold", f"{name}:learned")
 
 
 def _pair(key: str, rate: float) -> tuple[RedisPacer, Recorder, RedisPacer, Recorder]:
@@ -94,6 +94,31 @@ async def test_unknown_limit_probes_once_then_stays_unpaced(key: str) -> None:
     for _ in range(3):
         assert not (await first.acquire()).probe
     assert one.sleeps == []
+
+
+async def test_a_rate_learned_from_429s_in_one_process_paces_the_other(key: str) -> None:
+    # Nothing published: the first process finds the limit from its 429 and shares it.
+    first, _, second, _ = _pair(key, rate=None)  # type: ignore[arg-type]
+    for status in (200,) * 6 + (429,):
+        grant = await first.acquire()
+        first.observe(grant, status=status, headers={})
+    await asyncio.gather(*first._pending)
+    learned = first.rate
+    assert learned is not None
+    probe = await second.acquire()  # the second process reads the shared record first
+    second.observe(probe, status=200, headers={})
+    second.observe(await second.acquire(), status=200, headers={})
+    assert second.rate == pytest.approx(learned, rel=0.1)
+    # A 429 the second process meets lowers the shared rate for the first one as well.
+    grant = await second.acquire()
+    second.observe(grant, status=429, headers={})
+    await asyncio.gather(*second._pending)
+    lowered = second.rate
+    assert lowered is not None
+    assert lowered < learned
+    first._read_at = float("-inf")  # as after REFRESH_SECONDS
+    await first.acquire()
+    assert first.rate == pytest.approx(lowered, rel=0.1)
 
 
 def test_factory_makes_every_shared_pacer_a_redis_one() -> None:

@@ -61,6 +61,7 @@ async def batch_conversations(
     base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+")] | None = None,
     concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
     rate: Annotated[float, Field(gt=0)] | None = None,
+    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
     credentials: ProviderCredentials | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
     chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
@@ -77,6 +78,8 @@ async def batch_conversations(
         concurrency: conversations in flight at once (default: the suite's); with shards, in
             each shard.
         rate: requests per second to stay under, if known (otherwise learned from the provider).
+        max_share: use at most this share of the key's limit, leaving the rest to production
+            traffic on the same key (default: the suite's ``max_share``, else all of it).
         credentials: a credentials block to use instead of the suite's connection.
         results_dir: where the results file (JSONL) of each run is kept.
         chunk_size: conversations per Prefect task run.
@@ -105,6 +108,7 @@ async def batch_conversations(
                 "base_url": base_url,
                 "concurrency": concurrency,
                 "rate": rate,
+                "max_share": max_share,
                 "results_dir": results_dir,
                 "chunk_size": chunk_size,
             },
@@ -113,7 +117,7 @@ async def batch_conversations(
         outcome = await run_share(
             loaded,
             settings=connection_settings(
-                suite, base_url=base_url, rate=rate, credentials=credentials
+                suite, base_url=base_url, rate=rate, credentials=credentials, max_share=max_share
             ),
             run_key=run_key,
             results_path=results_path,

@@ -71,6 +71,7 @@ def connection_settings(
     rate: float | None = None,
     credentials: ProviderCredentials | None = None,
     environ: dict[str, str] | None = None,
+    max_share: float | None = None,
 ) -> ConnectionSettings:
     """How this run reaches the provider: a block given to the flow, the suite's saved block, or
     the suite's inline connection with the key read from the environment."""
@@ -87,6 +88,8 @@ def connection_settings(
         api_key=api_key,
         fields=connection.provider_fields if connection else {},
         rate=rate,
+        max_share=max_share or suite.max_share,
+        cleanup=suite.cleanup,
     )
 
 

@@ -31,6 +31,8 @@ class ConnectionSettings(BaseModel):
     api_key: SecretStr | None = None
     fields: dict[str, Any] = {}
     rate: float | None = None
+    max_share: float | None = None
+    cleanup: bool = False
 
 
 class ConversationAdapter(Protocol):

@@ -93,6 +93,7 @@ async def run_shard(
     credentials: ProviderCredentials | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
     chunk_size: int = 100,
+    max_share: float | None = None,
 ) -> ShardReport:
     """Run one share of a suite in this process: the body of the shard deployment's flow
     (``flows/batch_conversations_shard.py``)."""
@@ -101,7 +102,9 @@ async def run_shard(
     suite = loaded.suite
     outcome = await run_share(
         loaded,
-        settings=connection_settings(suite, base_url=base_url, rate=rate, credentials=credentials),
+        settings=connection_settings(
+            suite, base_url=base_url, rate=rate, credentials=credentials, max_share=max_share
+        ),
         run_key=run_key,
         results_path=results_file(results_dir, suite.name, run_key, share),
         concurrency=max(1, concurrency or suite.concurrency),

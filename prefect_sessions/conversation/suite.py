@@ -80,6 +80,21 @@ class Suite(BaseModel):
     credentials: str | None = Field(default=None, min_length=1)
     connection: Connection | None = None
     concurrency: int = Field(default=16, ge=1, le=1000)
+    max_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Use at most this share of the key's limit (e.g. 0.5 on a production key).",
+    )
+    cleanup: bool = Field(
+        default=False,
+        description=(
+            "Delete what each conversation leaves at the provider when it ends (Voiceflow: the "
+            "user's state; Vectara: the session). Off by default: each deletion is one more "
+            "request against the key's limit (a 3-turn Voiceflow conversation costs 5 instead "
+            "of 4), and every conversation starts a new session anyway."
+        ),
+    )
     conversations: list[ConversationSpec] = Field(min_length=1)
 
     @field_validator("provider")

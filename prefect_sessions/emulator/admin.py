@@ -19,12 +19,18 @@ _PROVIDERS = ("voiceflow", "liveavatar", "vectara")
 
 
 class LimitsUpdate(BaseModel):
-    """New limits per provider: ``"20/1s"``, or ``"off"``/``null`` for none; absent: unchanged."""
+    """New limits per provider, and per route: ``"20/1s"``, ``"20/1s bucket burst=5
+    publish=none"``, ``"inflight=4"``, or ``"off"``/``null`` for none; absent: unchanged."""
 
     model_config = ConfigDict(extra="forbid")
     voiceflow: str | None = Field(default=None, examples=["20/1s"])
     liveavatar: str | None = None
-    vectara: str | None = None
+    vectara: str | None = Field(default=None, examples=["inflight=5 publish=none"])
+    routes: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Per-route limits, by route: a null value removes the route's own limit.",
+        examples=[{"POST /v1/sessions/keep-alive": "5/1s"}],
+    )
 
 
 class FaultsUpdate(BaseModel):
@@ -46,9 +52,15 @@ class LatencyUpdate(BaseModel):
     jitter_ms: float = Field(default=0, ge=0)
 
 
-def _limits(request: Request) -> dict[str, str | None]:
-    limits = emulator_state(request).settings.limits
-    return {name: str(limit) if limit else None for name, limit in limits.items()}
+def _limits(request: Request) -> dict[str, Any]:
+    settings = emulator_state(request).settings
+    shown: dict[str, Any] = {
+        name: str(limit) if limit else None for name, limit in settings.limits.items()
+    }
+    shown["routes"] = {
+        route: str(limit) if limit else None for route, limit in settings.route_limits.items()
+    }
+    return shown
 
 
 def _bad(exc: EmulatorConfigError) -> JSONResponse:
@@ -75,7 +87,7 @@ def build_router() -> APIRouter:
         return {"totals": state.counters.totals(), "routes": state.counters.rows()}
 
     @router.get("/limits")
-    async def get_limits(request: Request) -> dict[str, str | None]:
+    async def get_limits(request: Request) -> dict[str, Any]:
         return _limits(request)
 
     @router.put("/limits", response_model=None)
@@ -88,9 +100,12 @@ def build_router() -> APIRouter:
                 for name in _PROVIDERS
                 if name in update.model_fields_set
             }
+            routes = {route: RateLimit.parse(text) for route, text in update.routes.items()}
         except EmulatorConfigError as exc:
             return _bad(exc)
         state.settings.limits.update(parsed)
+        for route, limit in routes.items():
+            state.set_route_limit(route, limit)
         state.limiter.reset()
         return _limits(request)
 

@@ -17,23 +17,29 @@ def add_arguments(emulator: argparse.ArgumentParser) -> None:
     """The ``emulator`` subcommand's options (the top-level CLI owns the parser)."""
     emulator.add_argument("--host", default=LOOPBACK, help="address to listen on (127.0.0.1)")
     emulator.add_argument("--port", type=int, default=8787, help="port to listen on (8787)")
+    shape = (
+        "; a limit is COUNT/WINDOW or inflight=N, then any of fixed|sliding|bucket, burst=N, "
+        "publish=headers|retry-after|none, scope=key|endpoint, or 'off'"
+    )
     emulator.add_argument(
         "--voiceflow-limit",
         default="500/60s",
-        metavar="N/WINDOW|off",
-        help="fixed window per API key, e.g. 20/1s (default 500/60s, the runtime's)",
+        metavar="LIMIT",
+        help="default 500/60s: the runtime's fixed window per API key, X-RateLimit-* published"
+        + shape,
     )
     emulator.add_argument(
         "--liveavatar-limit",
         default="20/1s",
-        metavar="N/WINDOW|off",
-        help="window per caller and endpoint (default 20/1s)",
+        metavar="LIMIT",
+        help="default 20/1s: a fixed window per caller and endpoint, Retry-After and "
+        "X-RateLimit-Reset seconds on a 429",
     )
     emulator.add_argument(
         "--vectara-limit",
-        default="50/1s",
-        metavar="N/WINDOW|off",
-        help="window per API key (default 50/1s)",
+        default="inflight=5",
+        metavar="LIMIT",
+        help="default inflight=5: a bare 429 past 5 requests in flight per API key",
     )
     emulator.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     emulator.add_argument("--jitter-ms", type=float, default=0.0, help="latency spread, +/-")

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prefect_sessions.emulator.agent import AgentScript
@@ -17,8 +17,25 @@ if TYPE_CHECKING:
 #: The faults the emulator can inject, in the words used by the CLI, config and request header.
 FAULT_KINDS: tuple[str, ...] = ("error", "reset", "slow", "cut", "malformed")
 
-_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)?\s*$")
+_WINDOW = re.compile(r"^(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+#: How a limit counts: a fixed window from a bucket's first request, a sliding window (a log of
+#: the last window's accepted requests), a token bucket refilled at COUNT per WINDOW, or requests
+#: in flight at once.
+COUNTINGS: tuple[str, ...] = ("fixed", "sliding", "bucket", "inflight")
+#: What a limited answer tells the client: ``X-RateLimit-*`` on every answer plus ``Retry-After``
+#: on a 429; ``Retry-After`` (and LiveAvatar's ``X-RateLimit-Reset`` seconds) on a 429 only; or a
+#: bare 429.
+PUBLISHES: tuple[str, ...] = ("headers", "retry-after", "none")
+#: What one bucket counts: the caller's credential, or the credential and the endpoint.
+SCOPES: tuple[str, ...] = ("key", "endpoint")
+
+_LIMIT_HELP = (
+    "write COUNT/WINDOW or inflight=N, then any of fixed|sliding|bucket, burst=N, "
+    "publish=headers|retry-after|none, scope=key|endpoint; e.g. '20/1s', "
+    "'20/1s bucket burst=5 publish=none', 'inflight=4 publish=none', or 'off'"
+)
 
 
 class EmulatorConfigError(ValueError):
@@ -27,10 +44,23 @@ class EmulatorConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RateLimit:
-    """``limit`` requests per fixed window of ``window_seconds`` from a bucket's first request."""
+    """A provider's limit, in the shapes real providers have.
+
+    Attributes:
+        limit: requests per window, or requests in flight at once (``counting="inflight"``).
+        window_seconds: the window (unused for ``inflight``).
+        counting: one of :data:`COUNTINGS`.
+        publish: one of :data:`PUBLISHES`; ``None`` takes the provider's documented default.
+        scope: one of :data:`SCOPES`; ``None`` takes the provider's documented default.
+        burst: a token bucket's capacity (default: ``limit``).
+    """
 
     limit: int
-    window_seconds: float
+    window_seconds: float = 1.0
+    counting: str = "fixed"
+    publish: str | None = None
+    scope: str | None = None
+    burst: int | None = None
 
     def __post_init__(self) -> None:
         if self.limit < 1 or not self.window_seconds > 0:
@@ -38,24 +68,65 @@ class RateLimit:
                 f"rate limit {self.limit}/{self.window_seconds}s is not usable: "
                 "give at least 1 request per a positive window, e.g. '20/1s', or 'off'"
             )
+        for name, value, allowed in (
+            ("counting", self.counting, COUNTINGS),
+            ("publish", self.publish, (*PUBLISHES, None)),
+            ("scope", self.scope, (*SCOPES, None)),
+        ):
+            if value not in allowed:
+                choices = "|".join(a for a in allowed if a)
+                raise EmulatorConfigError(f"limit {name} {value!r} is unknown: choose {choices}")
+        if self.burst is not None and (self.burst < 1 or self.counting != "bucket"):
+            raise EmulatorConfigError("burst=N (N >= 1) belongs to a token bucket: add 'bucket'")
+
+    @property
+    def capacity(self) -> int:
+        """A token bucket's size."""
+        return self.burst or self.limit
 
     @classmethod
     def parse(cls, text: str | None) -> RateLimit | None:
-        """Parse ``"20/1s"``, ``"500/60s"``, ``"10/500ms"``, ``"1/1m"`` or ``"off"`` (``None``)."""
+        """Parse ``"20/1s"``, ``"500/60s"``, ``"10/500ms"``, ``"20/1s bucket burst=5
+        publish=none"``, ``"inflight=4"``, ... or ``"off"`` (``None``); see :data:`COUNTINGS`."""
         if text is None or text.strip().lower() in ("off", "none", ""):
             return None
-        match = _LIMIT.match(text)
-        if not match:
-            raise EmulatorConfigError(
-                f"cannot read rate limit {text!r}: write COUNT/WINDOW such as '20/1s', "
-                "'500/60s', '10/500ms' or 'off'"
-            )
-        count, number, unit = match.groups()
-        window = float(number or 1) * _UNIT_SECONDS[unit or "s"]
-        return cls(int(count), window)
+        fields: dict[str, Any] = {}
+        for word in filter(None, re.split(r"[\s,]+", text.strip().lower())):
+            name, sep, value = word.partition("=")
+            window = _WINDOW.match(word)
+            if window:
+                count, number, unit = window.groups()
+                fields["limit"] = int(count)
+                fields["window_seconds"] = float(number or 1) * _UNIT_SECONDS[unit or "s"]
+            elif not sep and word in COUNTINGS and word != "inflight":
+                fields["counting"] = word
+            elif sep and name in ("inflight", "burst") and value.isdigit():
+                if name == "inflight":
+                    fields["limit"], fields["counting"] = int(value), "inflight"
+                else:
+                    fields["burst"] = int(value)
+            elif sep and name in ("publish", "scope"):
+                fields[name] = value
+            else:
+                raise EmulatorConfigError(f"cannot read rate limit {text!r}: {_LIMIT_HELP}")
+        if "limit" not in fields:
+            raise EmulatorConfigError(f"rate limit {text!r} has no count: {_LIMIT_HELP}")
+        return cls(**fields)
 
     def __str__(self) -> str:
-        return f"{self.limit}/{self.window_seconds:g}s"
+        if self.counting == "inflight":
+            parts = [f"inflight={self.limit}"]
+        else:
+            parts = [f"{self.limit}/{self.window_seconds:g}s"]
+            if self.counting != "fixed":
+                parts.append(self.counting)
+            if self.burst is not None:
+                parts.append(f"burst={self.burst}")
+        if self.publish is not None:
+            parts.append(f"publish={self.publish}")
+        if self.scope is not None:
+            parts.append(f"scope={self.scope}")
+        return " ".join(parts)
 
 
 def parse_faults(text: str | Mapping[str, float] | None) -> dict[str, float]:
@@ -95,10 +166,13 @@ class EmulatorConfig:
 
     Attributes:
         api_keys: keys that are accepted; ``None`` (the default) accepts any non-empty key.
-        voiceflow_limit: the runtime's fixed window per API key (the open-source default
-            500 per 60 s), or ``None`` for no limit.
-        liveavatar_limit: a 1-second window per caller and endpoint (numbers are unpublished).
-        vectara_limit: a window per API key (numbers are unpublished).
+        voiceflow_limit: the runtime's fixed window per API key with ``X-RateLimit-*`` on every
+            answer (the open-source default 500 per 60 s), or ``None`` for no limit.
+        liveavatar_limit: a fixed 1-second window per caller (API key or session token) and
+            endpoint, answering a 429 with ``Retry-After`` and ``X-RateLimit-Reset`` seconds
+            (the numbers are unpublished).
+        vectara_limit: a bare 429 ("too many concurrent requests") past 5 requests in flight
+            per API key (the number is unpublished; the vendor documents no headers).
         latency_ms, jitter_ms: added to every provider answer, jitter drawn in ``[-j, +j]``.
         faults: fault kind to probability per request, e.g. ``{"error": 0.05}``.
         seed: seeds jitter and fault draws so a run repeats exactly.
@@ -112,7 +186,9 @@ class EmulatorConfig:
     api_keys: frozenset[str] | None = None
     voiceflow_limit: RateLimit | None = field(default_factory=lambda: RateLimit(500, 60.0))
     liveavatar_limit: RateLimit | None = field(default_factory=lambda: RateLimit(20, 1.0))
-    vectara_limit: RateLimit | None = field(default_factory=lambda: RateLimit(50, 1.0))
+    vectara_limit: RateLimit | None = field(
+        default_factory=lambda: RateLimit(5, counting="inflight")
+    )
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     faults: Mapping[str, float] = field(default_factory=dict)
@@ -146,7 +222,7 @@ class EmulatorConfig:
         api_keys: Iterable[str] | None = None,
         voiceflow_limit: str | None = "500/60s",
         liveavatar_limit: str | None = "20/1s",
-        vectara_limit: str | None = "50/1s",
+        vectara_limit: str | None = "inflight=5",
         faults: str | None = None,
         agent_file: str | Path | None = None,
         **rest: object,

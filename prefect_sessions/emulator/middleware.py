@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prefect_sessions.emulator.config import EmulatorConfigError
+from prefect_sessions.emulator.config import EmulatorConfigError, RateLimit
 from prefect_sessions.emulator.errors import Provider, provider_error, provider_of
 from prefect_sessions.emulator.faults import (
     FAULT_HEADER,
@@ -27,6 +27,11 @@ from prefect_sessions.emulator.faults import (
 from prefect_sessions.emulator.ratelimit import Decision
 from prefect_sessions.emulator.state import EmulatorState
 
+_TOO_MANY_CONCURRENT = {
+    "voiceflow": "Too Many Requests",
+    "vectara": "Too many concurrent requests",
+    "liveavatar": "Too many concurrent requests.",
+}
 _RATE_LIMITED_MESSAGE = {
     "voiceflow": "Too Many Requests",
     "vectara": "rate_limit_exceeded: too many requests for this API key, retry later",
@@ -64,27 +69,38 @@ def caller_key(provider: Provider, scope: Scope, state: EmulatorState) -> str:
     return credential.removeprefix("Bearer ").strip()
 
 
-def rate_limit_headers(provider: Provider, decision: Decision) -> dict[str, str]:
-    """The headers each provider sends about its window (Vectara publishes none but Retry-After)."""
+#: What each vendor documents a limited answer to carry, and what one bucket counts (a limit's own
+#: ``publish=`` and ``scope=`` override these).
+DEFAULT_PUBLISH: dict[str, str] = {
+    "voiceflow": "headers",  # the open-source runtime: X-RateLimit-* on every answer
+    "liveavatar": "retry-after",  # Retry-After and X-RateLimit-Reset seconds on a 429
+    "vectara": "none",  # "429 rate_limit_exceeded", no numbers, no headers
+}
+DEFAULT_SCOPE: dict[str, str] = {"voiceflow": "key", "liveavatar": "endpoint", "vectara": "key"}
+
+
+def rate_limit_headers(provider: Provider, limit: RateLimit, decision: Decision) -> dict[str, str]:
+    """The headers a provider sends about its limit, in the shape ``limit.publish`` asks for."""
+    publish = limit.publish or DEFAULT_PUBLISH[provider]
+    if publish == "none" or limit.counting == "inflight":
+        return {}  # nobody publishes a window for requests in flight
+    refused = not decision.allowed
+    # Voiceflow's runtime floors Retry-After (it can be 0) and sends an ISO-8601 reset; the
+    # others give whole seconds, rounded up.
+    voiceflow = provider == "voiceflow"
+    retry_after = decision.retry_after_floor if voiceflow else decision.retry_after_ceil
+    reset = decision.reset_iso if voiceflow else str(decision.retry_after_ceil)
     headers: dict[str, str] = {}
-    if provider == "voiceflow":
+    if publish == "headers":
         headers = {
             "X-RateLimit-Limit": str(decision.limit),
             "X-RateLimit-Remaining": str(decision.remaining),
-            "X-RateLimit-Reset": decision.reset_iso,
+            "X-RateLimit-Reset": reset,
         }
-        if not decision.allowed:
-            headers["Retry-After"] = str(decision.retry_after_floor)
-    elif provider == "liveavatar":
-        headers = {
-            "X-RateLimit-Limit": str(decision.limit),
-            "X-RateLimit-Remaining": str(decision.remaining),
-            "X-RateLimit-Reset": str(decision.retry_after_ceil),
-        }
-        if not decision.allowed:
-            headers["Retry-After"] = str(decision.retry_after_ceil)
-    elif not decision.allowed:
-        headers["Retry-After"] = str(decision.retry_after_ceil)
+    elif refused and provider == "liveavatar":
+        headers["X-RateLimit-Reset"] = reset
+    if refused:
+        headers["Retry-After"] = str(retry_after)
     return headers
 
 
@@ -137,20 +153,34 @@ class EmulatorMiddleware:
         state.counters.add(provider, route, key, "requests")
 
         extra: dict[str, str] = {}
-        limit = state.limit_for(provider)
+        limit = state.limit_for(provider, route)
+        bucket: tuple[Any, ...] | None = None
         if limit is not None:
-            bucket: tuple[Any, ...] = (provider, key)
-            if provider == "liveavatar":
-                bucket = (provider, key, route)  # per caller and endpoint
+            bucket = (provider, key)
+            if (limit.scope or DEFAULT_SCOPE[provider]) == "endpoint":
+                bucket = (provider, key, route)
             decision = state.limiter.take(bucket, limit)
-            extra = rate_limit_headers(provider, decision)
+            extra = rate_limit_headers(provider, limit, decision)
             if not decision.allowed:
                 state.counters.add(provider, route, key, "rate_limited")
-                response = provider_error(provider, 429, _RATE_LIMITED_MESSAGE[provider], extra)
+                message = _RATE_LIMITED_MESSAGE[provider]
+                if limit.counting == "inflight":
+                    message = _TOO_MANY_CONCURRENT[provider]
+                response = provider_error(provider, 429, message, extra)
                 await response(scope, receive, send)
                 return
+            if limit.counting != "inflight":
+                bucket = None  # only requests in flight give their place back
+        try:
+            await self._handle(provider, route, key, scope, receive, HeaderSend(send, extra))
+        finally:
+            if bucket is not None:
+                state.limiter.leave(bucket)
 
-        send = HeaderSend(send, extra)
+    async def _handle(
+        self, provider: Provider, route: str, key: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        state = self.state
         headers = request_headers(scope)
         try:
             await self._latency(headers.get(LATENCY_HEADER))

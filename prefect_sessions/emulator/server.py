@@ -138,12 +138,20 @@ class EmulatorHandle:
             if (route is None or row["route"] == route) and (wanted is None or row["key"] == wanted)
         )
 
-    def set_limit(self, provider: str, limit: str | RateLimit | None) -> None:
-        """Change a provider's limit (``"20/1s"``, ``"off"``); all windows restart."""
+    def set_limit(
+        self, provider: str, limit: str | RateLimit | None, *, route: str | None = None
+    ) -> None:
+        """Change a provider's limit, or one route's (``route="POST /v4/interact"``); all
+        windows restart. ``limit``: ``"20/1s"``, ``"20/1s bucket burst=5 publish=none"``,
+        ``"inflight=4"``, a :class:`RateLimit`, or ``"off"``/``None`` (for a route: back to the
+        provider's limit)."""
         if provider not in self.state.settings.limits:
             raise ValueError(f"unknown provider {provider!r}: voiceflow, liveavatar or vectara")
         parsed = limit if isinstance(limit, RateLimit) or limit is None else RateLimit.parse(limit)
-        self.state.settings.limits[provider] = parsed
+        if route is None:
+            self.state.settings.limits[provider] = parsed
+        else:
+            self.state.set_route_limit(route, parsed)
         self.state.limiter.reset()
 
     def queue_fault(self, kind: str, *, count: int = 1, route: str | None = None) -> None:

@@ -15,7 +15,7 @@ from prefect_sessions.emulator.config import EmulatorConfig, RateLimit
 from prefect_sessions.emulator.errors import Provider
 from prefect_sessions.emulator.faults import FaultPlan
 from prefect_sessions.emulator.liveavatar import LiveAvatarStore
-from prefect_sessions.emulator.ratelimit import FixedWindowLimiter
+from prefect_sessions.emulator.ratelimit import Limiter
 from prefect_sessions.emulator.vectara import VectaraStore
 from prefect_sessions.emulator.voiceflow import VoiceflowStore
 
@@ -75,6 +75,7 @@ class Settings:
     latency_ms: float
     jitter_ms: float
     api_keys: frozenset[str] | None
+    route_limits: dict[str, RateLimit | None] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: EmulatorConfig) -> Settings:
@@ -99,7 +100,7 @@ class EmulatorState:
     agent: AgentScript = field(init=False)
     settings: Settings = field(init=False)
     counters: Counters = field(init=False)
-    limiter: FixedWindowLimiter = field(init=False)
+    limiter: Limiter = field(init=False)
     faults: FaultPlan = field(init=False)
     voiceflow: VoiceflowStore = field(init=False)
     vectara: VectaraStore = field(init=False)
@@ -114,7 +115,7 @@ class EmulatorState:
         """Forget every session, counter and window; restore limits and faults from the config."""
         self.settings = Settings.from_config(self.config)
         self.counters = Counters()
-        self.limiter = FixedWindowLimiter(self.clock)
+        self.limiter = Limiter(self.clock)
         self.faults = FaultPlan(dict(self.config.faults), seed=self.config.seed)
         self.rng = random.Random(self.config.seed)  # noqa: S311 - jitter, not security
         self.voiceflow = VoiceflowStore()
@@ -128,5 +129,17 @@ class EmulatorState:
         allowed = self.settings.api_keys
         return allowed is None or key in allowed
 
-    def limit_for(self, provider: Provider) -> RateLimit | None:
+    def set_route_limit(self, route: str, limit: RateLimit | None) -> None:
+        """Give one route (``"POST /v1/sessions/keep-alive"``) its own limit; ``None`` removes it
+        (the route then counts under its provider's limit again)."""
+        if limit is None:
+            self.settings.route_limits.pop(route, None)
+        else:
+            self.settings.route_limits[route] = limit
+
+    def limit_for(self, provider: Provider, route: str | None = None) -> RateLimit | None:
+        """The limit of one route (``"POST /v1/sessions/keep-alive"``) if one was set for it,
+        else the provider's."""
+        if route is not None and route in self.settings.route_limits:
+            return self.settings.route_limits[route]
         return self.settings.limits.get(provider)

@@ -117,6 +117,8 @@ class HttpClient:
         rand: a ``[0, 1)`` random source for jitter (injected by tests).
         pacer: the pacer to use; by default the one shared by every client of this
             (base URL, credential) in the process.
+        max_share: use at most this share of the key's limit (published or learned), leaving
+            the rest to other users of the key, such as production traffic.
 
     Example:
         ```python
@@ -142,9 +144,14 @@ class HttpClient:
         rand: Callable[[], float] | None = None,
         pacer: Pacer | None = None,
         max_connections: int = 100,
+        max_share: float = 1.0,
     ) -> None:
         if rate is not None and not rate > 0:
             raise ConfigurationError("rate must be a positive number of requests per second")
+        if not 0 < max_share <= 1:
+            raise ConfigurationError(
+                "max_share must lie in (0, 1]: the share of the key's limit to use, e.g. 0.5"
+            )
         self.provider = provider
         self.base_url = _validated_base_url(base_url)
         self.retry_policy = retry or RetryPolicy()
@@ -159,7 +166,9 @@ class HttpClient:
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         fingerprint = auth.fingerprint if auth else "anonymous"
-        self.pacer = pacer or shared_pacer(str(self.base_url), fingerprint, rate)
+        self.pacer = pacer or shared_pacer(
+            str(self.base_url), fingerprint, rate, max_share=max_share
+        )
         self._client: httpx.AsyncClient | None = None
         self._closed = False
 
@@ -306,6 +315,7 @@ class HttpClient:
                     status=response.status_code,
                     headers=response.headers,
                     retry_after=hint.seconds if hint else None,
+                    retry_after_resolution=hint.resolution if hint else 0.0,
                 )
             if response.is_success:
                 return response

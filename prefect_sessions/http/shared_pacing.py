@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from prefect_sessions.http.hints import rate_limit_info
+from prefect_sessions.http.learning import RateState, next_rate_state
 from prefect_sessions.http.pacing import Grant, Pacer, set_pacer_factory
 
 if TYPE_CHECKING:
@@ -61,6 +63,19 @@ end
 return 0
 """
 
+# KEYS[1]: the learned rate (a hash); ARGV: ceiling, since, provisional, the refused request's
+# send time. Replaces the record unless another process already lowered it after that send.
+_LEARN = """
+local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '-1')
+if since > tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], 'ceiling', ARGV[1], 'since', ARGV[2], 'provisional', ARGV[3])
+redis.call('EXPIRE', KEYS[1], 3600)
+return 1
+"""
+
+#: How long a process paces by its copy of the shared learned rate before reading it again.
+REFRESH_SECONDS = 0.25
+
 
 class RedisPacer(Pacer):
     """A :class:`Pacer` whose send schedule and pauses are shared through Redis.
@@ -70,7 +85,8 @@ class RedisPacer(Pacer):
             any event loop may share this pacer).
         key: the schedule's name; every process pacing the same credential must use the same.
         rate: requests per second to stay under, if known; learned limits can only lower it.
-        safety: share of a learned limit to use.
+        safety: share of a published limit to use.
+        max_share: share of the key's limit to use (see :class:`Pacer`).
         sleep: the coroutine that waits for a slot.
     """
 
@@ -81,14 +97,20 @@ class RedisPacer(Pacer):
         rate: float | None = None,
         *,
         safety: float = 0.95,
+        max_share: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        super().__init__(rate, safety=safety, sleep=sleep)
+        # Wall-clock seconds: a learned rate's "since" is compared across processes.
+        super().__init__(rate, safety=safety, max_share=max_share, clock=time.time, sleep=sleep)
         self.key = key
         self._redis = redis_client
         self._reserve_script = redis_client.register_script(_RESERVE)
         self._hold_script = redis_client.register_script(_HOLD)
+        self._learn_script = redis_client.register_script(_LEARN)
         self._slot_key, self._hold_key = f"{key}:next", f"{key}:hold"
+        self._learned_key = f"{key}:learned"
+        self._shared_state: RateState | None = None
+        self._read_at = -float("inf")
         self._pending: set[asyncio.Task[Any]] = set()
 
     def _reserve(self) -> tuple[Grant | None, float]:
@@ -99,9 +121,42 @@ class RedisPacer(Pacer):
             self._next_slot = 0.0
         return grant, at
 
-    async def acquire(self) -> Grant:
-        """Wait for this process's turn, then for a slot in the shared schedule."""
-        grant = await super().acquire()
+    def _limit_rate(self, now: float) -> float | None:
+        rates = [r for r in (self._configured_rate, self._published_rate) if r is not None]
+        if self._published_rate is None and self._shared_state is not None:
+            rates.append(self._shared_state.rate(now, probe=self._share >= 1))
+        return min(rates) if rates else None
+
+    def _learn_refused(self, grant: Grant, current: float) -> None:
+        if self._concurrency.explains(current, grant.in_flight):
+            self._concurrency.refused(current, grant.in_flight)
+            return
+        state, changed = next_rate_state(
+            self._shared_state,
+            current,
+            sent_at=grant.sent_at,
+            rate_at_send=grant.rate,
+            measured=self._learned_rate.measured(current),
+        )
+        if not changed or state is None:
+            return
+        self._shared_state = state
+        args = [repr(state.ceiling), repr(state.since), int(state.provisional), repr(grant.sent_at)]
+        self._in_background(self._learn_script, keys=[self._learned_key], args=args)
+
+    async def _wait_shared(self, grant: Grant) -> None:
+        """Read the shared learned rate now and then, then wait for a slot in the schedule."""
+        if self._published_rate is None and self._clock() - self._read_at >= REFRESH_SECONDS:
+            self._read_at = self._clock()
+            record = await asyncio.to_thread(self._redis.hgetall, self._learned_key)
+            if record:
+                fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in record.items()}
+                with self._lock:
+                    self._shared_state = RateState(
+                        ceiling=float(fields["ceiling"]),
+                        since=float(fields["since"]),
+                        provisional=bool(int(fields["provisional"])),
+                    )
         rate = None if grant.probe else self.rate
         if rate is not None:
             waited = await asyncio.to_thread(
@@ -112,7 +167,6 @@ class RedisPacer(Pacer):
             delay = int(waited) / 1_000_000
             if delay > 0:
                 await self._sleep(delay)
-        return grant
 
     def observe(
         self,
@@ -121,28 +175,37 @@ class RedisPacer(Pacer):
         status: int,
         headers: Mapping[str, str],
         retry_after: float | None = None,
+        retry_after_resolution: float = 0.0,
         now: datetime | None = None,
     ) -> None:
         """Learn from a response as :class:`Pacer` does, and share any pause it asks for."""
-        super().observe(grant, status=status, headers=headers, retry_after=retry_after, now=now)
+        super().observe(
+            grant,
+            status=status,
+            headers=headers,
+            retry_after=retry_after,
+            retry_after_resolution=retry_after_resolution,
+            now=now,
+        )
         hold = 0.0
         info = rate_limit_info(headers, now or datetime.now(timezone.utc))
         if info is not None and info.remaining is not None and info.remaining <= 0:
             hold = info.reset_seconds or 0.0
         if status == 429 and retry_after is not None:
-            hold = max(hold, retry_after)
+            hold = max(hold, retry_after - retry_after_resolution)
         if hold > 0:
-            self._share_hold(hold)
+            self._in_background(
+                self._hold_script, keys=[self._hold_key], args=[round(hold * 1_000_000)]
+            )
 
-    def _share_hold(self, seconds: float) -> None:
-        call = asyncio.to_thread(
-            self._hold_script, keys=[self._hold_key], args=[round(seconds * 1_000_000)]
-        )
+    def _in_background(self, script: Any, *, keys: list[str], args: list[Any]) -> None:
+        """Run a Lua script without holding up the caller's event loop."""
+        call = asyncio.to_thread(script, keys=keys, args=args)
         try:
             task = asyncio.get_running_loop().create_task(call)
-        except RuntimeError:  # no loop (a synchronous caller): share it right away
+        except RuntimeError:  # no loop (a synchronous caller): run it right away
             call.close()
-            self._hold_script(keys=[self._hold_key], args=[round(seconds * 1_000_000)])
+            script(keys=keys, args=args)
             return
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -17,7 +17,7 @@ async def resolve_credentials(
 ) -> C:
     """The credentials block of type ``kind`` for a run.
 
-    A given or saved block wins, with the run's base URL and rate applied on top. Otherwise
+    A given or saved block wins, with the run's base URL, rate and share applied on top. Otherwise
     ``inline`` builds one from the suite's connection (its API key and provider fields).
     """
     if settings.block is not None or settings.credentials_block:
@@ -32,12 +32,16 @@ async def resolve_credentials(
             updates["base_url"] = settings.base_url
         if settings.rate:
             updates["pacing_rate"] = settings.rate
+        if settings.max_share:
+            updates["max_share"] = min(settings.max_share, loaded.max_share)
         return loaded.model_copy(update=updates) if updates else loaded
     if settings.api_key is None:
         raise ConfigurationError(
             f"{kind.provider_name} needs an API key: set connection.api_key_env in the suite"
         )
     options: dict[str, Any] = {"pacing_rate": settings.rate}
+    if settings.max_share:
+        options["max_share"] = settings.max_share
     if settings.base_url:
         options["base_url"] = settings.base_url
     return inline(options)

@@ -12,6 +12,9 @@ from prefect_sessions.conversation.protocol import ConnectionSettings, Conversat
 from prefect_sessions.conversation.turns import Reply, Turn
 from prefect_sessions.vectara import VectaraClient, VectaraCredentials
 
+#: Idle minutes after which Vectara deletes a session the run left behind (``tti_minutes``).
+IDLE_SESSION_MINUTES = 60
+
 
 @dataclass
 class _Handle:
@@ -21,7 +24,8 @@ class _Handle:
 
 class VectaraAdapter(ClientAdapter[VectaraClient]):
     """Runs suite turns on a Vectara agent. The conversation's variables become the session's
-    metadata; the session is deleted at the end."""
+    metadata. With the suite's ``cleanup: true`` the session is deleted at the end; otherwise
+    Vectara deletes it after an idle hour, and the run spends no request on it."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
         super().__init__(settings)
@@ -37,7 +41,11 @@ class VectaraAdapter(ClientAdapter[VectaraClient]):
     async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
         # No caller-chosen key: a restarted conversation must get a fresh session, not the old one.
         session = await self.client.create_session(
-            self.agent_key, name=conversation_id[:200], metadata=dict(variables) or None
+            self.agent_key,
+            name=conversation_id[:200],
+            metadata=dict(variables) or None,
+            # Left behind (no cleanup), Vectara deletes the session itself after an idle hour.
+            tti_minutes=None if self.settings.cleanup else IDLE_SESSION_MINUTES,
         )
         return _Handle(self.agent_key, session.key)
 
@@ -55,4 +63,5 @@ class VectaraAdapter(ClientAdapter[VectaraClient]):
         return dict(session.metadata or {})
 
     async def end(self, handle: _Handle) -> None:
-        await self.client.delete_session(handle.agent_key, handle.session_key, missing_ok=True)
+        if self.settings.cleanup:
+            await self.client.delete_session(handle.agent_key, handle.session_key, missing_ok=True)

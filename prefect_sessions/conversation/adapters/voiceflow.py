@@ -57,8 +57,11 @@ async def credentials_from(settings: ConnectionSettings) -> VoiceflowCredentials
 
 
 class VoiceflowAdapter(ClientAdapter[VoiceflowClient]):
-    """Runs suite turns on Voiceflow. A conversation's user ID is its ID (shortened if needed);
-    its state is deleted at the end so the next run starts clean."""
+    """Runs suite turns on Voiceflow. A conversation's user ID is its ID (shortened if needed).
+
+    Every conversation starts a new session, whose launch replaces the user's state; with the
+    suite's ``cleanup: true`` the state is also deleted at the end, at the cost of one request
+    per conversation against the key's limit."""
 
     async def open_client(self) -> VoiceflowClient:
         return (await credentials_from(self.settings)).get_client()
@@ -111,4 +114,5 @@ class VoiceflowAdapter(ClientAdapter[VoiceflowClient]):
         return dict(state.variables)
 
     async def end(self, handle: _Handle) -> None:
-        await self.client.delete_state(handle.session.user_id)
+        if self.settings.cleanup:
+            await self.client.delete_state(handle.session.user_id)
