@@ -72,15 +72,19 @@ def test_a_429_lowers_the_rate_by_at_most_beta_and_never_raises_it(
     rate_at_send=st.floats(min_value=1, max_value=1000),
     limit=st.floats(min_value=1, max_value=1000),
 )
-def test_a_whole_second_sent_at_full_rate_measures_the_limit_itself(
+def test_a_whole_second_sent_far_over_the_limit_measures_the_limit_itself(
     rate_at_send: float, limit: float
 ) -> None:
     accepted = min(limit, rate_at_send)
     measured = Measured(goodput=accepted, sent=rate_at_send, whole_second=True, paced=rate_at_send)
     state, _ = next_rate_state(None, 5.0, sent_at=4.9, rate_at_send=rate_at_send, measured=measured)
     assert state is not None
-    assert state.ceiling == pytest.approx(max(accepted, MIN_RATE / BETA))
     assert not state.provisional
+    if accepted < BETA * rate_at_send - 1:  # far over the limit: what got through is it
+        assert state.ceiling == pytest.approx(max(accepted, MIN_RATE / BETA))
+    else:  # just over it: lowered by the factor beta at most
+        expected = max(min(rate_at_send, max(accepted, BETA * rate_at_send)), MIN_RATE / BETA)
+        assert state.ceiling == pytest.approx(expected)
 
 
 def test_a_429_for_a_request_sent_before_the_last_decrease_is_the_same_overshoot() -> None:

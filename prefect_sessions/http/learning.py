@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Share of the rate the limit was met at that is kept after a 429.
 BETA = 0.9
@@ -140,6 +140,12 @@ class RateEstimate:
             paced=sum(rate for _, rate in self._answered) / answered if answered else 0.0,
         )
 
+    def climb_from(self, now: float) -> None:
+        """Start the climb back now: the key has just let a request through again after the
+        429, and time spent refused is no evidence that the limit is higher."""
+        if self.state is not None:
+            self.state = replace(self.state, since=now)
+
     def refused(self, now: float, *, sent_at: float, rate_at_send: float | None) -> bool:
         """A 429 that a rate limit explains; ``False`` when it was ignored because the request
         left before the last decrease (one overshoot lowers the rate once)."""
@@ -174,13 +180,18 @@ def next_rate_state(
             # that can be done until something gets through.
             return state, False
         ceiling = goodput
-    elif measured.whole_second and measured.sent >= SATURATED * measured.paced > 0:
-        # A whole second sent at the rate in force, and this much got through: that is the
-        # limit (a window's or a bucket's capacity, or what another client sharing the key
-        # leaves), however far the rate had overshot it.
-        ceiling = min(rate_at_send, goodput)
+    elif (
+        measured.whole_second
+        and measured.sent >= SATURATED * measured.paced > 0
+        and goodput < beta * rate_at_send - 1.0 / HORIZON_SECONDS
+    ):
+        # A whole second sent at the rate in force, and far less got through: that is the limit
+        # (a window's or a bucket's capacity, a limit just lowered, or what another client
+        # sharing the key leaves), however far the rate had overshot it.
+        ceiling = goodput
     else:
-        # Sent below the rate in force, the goodput undercounts the limit: lower the rate by at
+        # Just over the limit (a one-second count is one request coarse), or sent
+        # below the rate in force (the goodput then undercounts the limit): lower the rate by at
         # most the factor beta.
         ceiling = min(rate_at_send, max(goodput, beta * rate_at_send))
     ceiling = max(MIN_RATE / beta, ceiling)

@@ -42,7 +42,10 @@ from prefect_sessions.http.learning import ConcurrencyEstimate, RateEstimate
 
 # How far apart two answers' window ends may be and still speak of the same window.
 _SAME_WINDOW_SECONDS = 0.05
-#: The longest wait between two probes of a key that keeps answering 429.
+#: After a 429 the first probe goes one interval later; while probes are refused the wait is
+#: this, then doubled, up to the longest. A full window refuses everything until it ends, so probing
+#: faster only collects more 429s.
+FIRST_PROBE_BACKOFF = 0.3
 MAX_PROBE_BACKOFF = 8.0
 
 
@@ -315,6 +318,7 @@ class Pacer:
                 recovering = self._recovering_since
                 if recovering is not None and grant.sent_at >= recovering:
                     self._recovering_since = None
+                    self._climb_from(current)
                     self._wake_all()
             if grant.probe:
                 self._probe_in_flight = False
@@ -361,14 +365,18 @@ class Pacer:
         if self._recovering_since is not None:
             if grant.probe:
                 # Still refused: the window is still full. Wait longer before the next probe.
-                self._probe_backoff = min(MAX_PROBE_BACKOFF, 2 * self._probe_backoff)
+                backoff = max(FIRST_PROBE_BACKOFF, 2 * self._probe_backoff)
+                self._probe_backoff = min(MAX_PROBE_BACKOFF, backoff)
                 self._hold_until = max(self._hold_until, current + self._probe_backoff)
             return
         if self._learned_rate.refused(current, sent_at=grant.sent_at, rate_at_send=grant.rate):
-            rate = self._rate(current) or 1.0
             self._recovering_since = current
-            self._probe_backoff = 1.0 / rate
+            self._probe_backoff = 0.0  # the first probe goes one interval later
             self._reschedule(current)
+
+    def _climb_from(self, now: float) -> None:
+        """The key lets requests through again after a 429: the learned rate climbs from now."""
+        self._learned_rate.climb_from(now)
 
     def abandon(self, grant: Grant) -> None:
         """The granted request got no response: free its place (and let another request probe
