@@ -79,7 +79,7 @@ def test_workers_share_one_schedule(quiet_environment: None) -> None:
     _check(report, workers.COLUMNS, rows=1)
     row = report["rows"][0]
     assert row["failed"] == 0
-    assert row["requests_ok"] == 4 * 6
+    assert row["requests_ok"] == 4 * 5
 
 
 @pytest.mark.prefect

@@ -112,7 +112,8 @@ REASON = {
 async def test_fault_matrix(tmp_path, kind, route, status, acts, follows):
     config = EmulatorConfig(voiceflow_limit=None, error_status=status, slow_seconds=10)
     with tapped_emulator(config) as (emulator, tap):
-        suite = write_suite(tmp_path, emulator.url, rows=ROWS)
+        # With clean-up on: every session the server acted on is also cleaned up, once.
+        suite = write_suite(tmp_path, emulator.url, rows=ROWS, cleanup=True)
         emulator.queue_fault(kind, count=3, route=ROUTE_PREFIX[route])
         summary = await run_flow(suite, tmp_path, credentials(emulator.url), f"{kind}-{route}")
 

@@ -163,8 +163,10 @@ def write_suite(
     turns: str | None = None,
     key_env: str = "RELIABILITY_KEY",
     header: str | None = None,
+    cleanup: bool = False,
 ) -> Path:
-    """A Voiceflow suite of ``rows`` conversations (ids ``c-u000``...) from a CSV dataset."""
+    """A Voiceflow suite of ``rows`` conversations (ids ``c-u000``...) from a CSV dataset;
+    ``cleanup`` deletes each conversation's state at its end."""
     (directory / f"{name}.csv").write_text(
         "user\n" + "".join(f"u{i:05d}\n" if rows > 1000 else f"u{i:03d}\n" for i in range(rows)),
         encoding="utf-8",
@@ -184,6 +186,7 @@ def write_suite(
     )
     text = (
         f"name: {name}\nprovider: voiceflow\n{head}concurrency: {concurrency}\n"
+        f"cleanup: {str(cleanup).lower()}\n"
         "conversations:\n"
         f'  - id: "c-{{{{ row.user }}}}"\n    dataset: {name}.csv\n    turns:\n'
         + textwrap.indent(textwrap.dedent(turns), "      ")
