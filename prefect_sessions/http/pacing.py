@@ -150,10 +150,14 @@ class Pacer:
         """The key's limit as best known: configured, published, or else learned."""
         rates = [r for r in (self._configured_rate, self._published_rate) if r is not None]
         if self._published_rate is None:
-            learned = self._learned_rate.rate(now)
+            learned = self._learned(now)
             if learned is not None:
                 rates.append(learned)
         return min(rates) if rates else None
+
+    def _learned(self, now: float) -> float | None:
+        """The rate learned from 429s (a hook: the Redis pacer reads the shared one)."""
+        return self._learned_rate.rate(now)
 
     def _rate(self, now: float) -> float | None:
         limit = self._limit_rate(now)

@@ -121,11 +121,9 @@ class RedisPacer(Pacer):
             self._next_slot = 0.0
         return grant, at
 
-    def _limit_rate(self, now: float) -> float | None:
-        rates = [r for r in (self._configured_rate, self._published_rate) if r is not None]
-        if self._published_rate is None and self._shared_state is not None:
-            rates.append(self._shared_state.rate(now, probe=self._share >= 1))
-        return min(rates) if rates else None
+    def _learned(self, now: float) -> float | None:
+        state = self._shared_state
+        return None if state is None else state.rate(now, probe=self._share >= 1)
 
     def _learn_refused(self, grant: Grant, current: float) -> None:
         if self._concurrency.explains(current, grant.in_flight):
