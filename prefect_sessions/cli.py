@@ -1,7 +1,9 @@
 """The ``prefect-sessions`` command: run or validate a conversation suite, or serve the emulator.
 
 Exit status of ``run``: 0 when every conversation passed, 1 when any failed or errored, 2 when
-the suite or the credentials are invalid (nothing was run, or the provider refused the key).
+the suite, the settings or the credentials are invalid (nothing was run, or the provider refused
+the key), 3 when the run stopped because something it depends on went away (the provider, the
+Prefect API): what finished is kept, and ``--run-key`` resumes the rest.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from prefect_sessions.conversation.report import RunSummary, write_json_report, 
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.suite import LoadedSuite, SuiteError, load_suite
 from prefect_sessions.emulator import cli as emulator_cli
-from prefect_sessions.errors import ConfigurationError
+from prefect_sessions.errors import ConfigurationError, RunStoppedError
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
 
 T = TypeVar("T")
 
-EXIT_PASSED, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
 
 #: Errors that mean "the credentials are wrong", not "the agent misbehaved".
 _CREDENTIAL_ERRORS = {"AuthenticationError", "SessionKeyRejectedError"}
@@ -166,6 +168,10 @@ def _run(args: argparse.Namespace) -> int:
         # An invalid option (``--rate -1``) fails the flow before any request, like a bad suite.
         print(f"prefect-sessions run: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except RunStoppedError as exc:
+        print(f"prefect-sessions run: {state.message or exc}", file=sys.stderr)
+        print(f"Resume: prefect-sessions run {args.suite} --run-key {run_key}", file=sys.stderr)
+        return EXIT_STOPPED
     latest = ResultStore(summary.results_path).latest()
     if args.report:
         write_json_report(args.report, summary, latest.values())

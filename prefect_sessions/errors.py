@@ -172,3 +172,31 @@ class ConfigurationError(PrefectSessionsError, ValueError):
 
     Raised before any request is sent, so nothing was done that needs undoing.
     """
+
+
+class RunStoppedError(PrefectSessionsError):
+    """The run stopped before its end because something it depends on went away.
+
+    Conversations that reached a verdict are kept; the others have none, so running again with
+    the same run key picks them up. The message is one line naming what went away.
+    """
+
+
+class ProviderDownError(RunStoppedError):
+    """Nothing answered at the provider's base URL for long enough that the run gave up on it
+    (connections refused, names not resolved, timeouts; no success in between).
+
+    Attributes:
+        base_url: where the provider was expected to answer.
+    """
+
+    def __init__(self, message: str, *, base_url: str) -> None:
+        self.base_url = base_url
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_down, (str(self), self.base_url))
+
+
+def _rebuild_down(message: str, base_url: str) -> ProviderDownError:
+    return ProviderDownError(message, base_url=base_url)

@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from prefect_sessions.http import HttpClient, Pacer, RetryPolicy, SecretHeaderAuth
+from prefect_sessions.http.breaker import CircuitBreaker
 from prefect_sessions.http.pacing import reset_shared_pacers
 
 API_KEY = "VF.DM.canary-key-0123456789abcdef.s3cr3t"
@@ -91,6 +92,7 @@ def make_client(fake_time: FakeTime) -> Callable[..., HttpClient]:
             "sleep": fake_time.sleep,
             "rand": lambda: 0.5,
             "pacer": Pacer(clock=fake_time.clock, sleep=fake_time.sleep),
+            "breaker": CircuitBreaker(BASE_URL, clock=fake_time.clock, sleep=fake_time.sleep),
         }
         options.update(overrides)
         return HttpClient(**options)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.states import Failed
 from pydantic import Field
 
 from prefect_sessions.conversation.execution import (
@@ -30,6 +31,8 @@ from prefect_sessions.conversation.results import ConversationResult, ResultStor
 from prefect_sessions.conversation.shards import SHARD_DEPLOYMENT, run_sharded
 from prefect_sessions.conversation.suite import LoadedSuite, load_suite
 from prefect_sessions.credentials import ProviderCredentials
+from prefect_sessions.errors import ConfigurationError, PrefectSessionsError, RunStoppedError
+from prefect_sessions.http.shared_pacing import check_shared_pacing
 from prefect_sessions.logs import run_logger
 
 #: More shards than this is a typo, not a plan (each shard is a flow run on a worker).
@@ -95,39 +98,55 @@ async def batch_conversations(
     suite = loaded.suite
     run_key = run_key or new_run_key()
     results_path = results_file(results_dir, suite.name, run_key, WHOLE_SUITE)
-    if shards > 1:
-        outcome = await run_sharded(
-            loaded,
-            suite_path,
-            shards=shards,
-            run_key=run_key,
-            results_path=results_path,
-            deployment=shard_deployment,
-            credentials=credentials,
-            options={
-                "base_url": base_url,
-                "concurrency": concurrency,
-                "rate": rate,
-                "max_share": max_share,
-                "results_dir": results_dir,
-                "chunk_size": chunk_size,
-            },
+    try:
+        # Before any request: a run that cannot share its pacing must not start unshared.
+        check_shared_pacing()
+        if shards > 1:
+            outcome = await run_sharded(
+                loaded,
+                suite_path,
+                shards=shards,
+                run_key=run_key,
+                results_path=results_path,
+                deployment=shard_deployment,
+                credentials=credentials,
+                options={
+                    "base_url": base_url,
+                    "concurrency": concurrency,
+                    "rate": rate,
+                    "max_share": max_share,
+                    "results_dir": results_dir,
+                    "chunk_size": chunk_size,
+                },
+            )
+        else:
+            outcome = await run_share(
+                loaded,
+                settings=connection_settings(
+                    suite,
+                    base_url=base_url,
+                    rate=rate,
+                    credentials=credentials,
+                    max_share=max_share,
+                ),
+                run_key=run_key,
+                results_path=results_path,
+                concurrency=max(1, concurrency or suite.concurrency),
+                chunk_size=chunk_size,
+                progress_key=f"{slug(suite.name)}-progress",
+                on_resume=lambda resumed, total: logger.info(
+                    "Resuming run %s: %d of %d conversations already done", run_key, resumed, total
+                ),
+            )
+    except ConfigurationError as exc:
+        return cast(RunSummary, ended_with(exc))  # Prefect ends the run with this state
+    except RunStoppedError as exc:
+        done = len(ResultStore(results_path).finished())
+        message = (
+            f"{exc}. The run stopped: {done} of {loaded.conversation_count} conversations have "
+            f"a verdict and are kept; resume with run key {run_key}"
         )
-    else:
-        outcome = await run_share(
-            loaded,
-            settings=connection_settings(
-                suite, base_url=base_url, rate=rate, credentials=credentials, max_share=max_share
-            ),
-            run_key=run_key,
-            results_path=results_path,
-            concurrency=max(1, concurrency or suite.concurrency),
-            chunk_size=chunk_size,
-            progress_key=f"{slug(suite.name)}-progress",
-            on_resume=lambda resumed, total: logger.info(
-                "Resuming run %s: %d of %d conversations already done", run_key, resumed, total
-            ),
-        )
+        return cast(RunSummary, ended_with(exc, message))
 
     store = outcome.store
     latest, passed, failed, errored = _summary_counts(store)
@@ -149,6 +168,12 @@ async def batch_conversations(
     await _publish(summary, store, latest, slug(suite.name))
     logger.info(summary.line())
     return summary
+
+
+def ended_with(exc: PrefectSessionsError, message: str | None = None) -> Any:
+    """The Failed state a flow returns when ``exc`` stopped it: one line as the run's message
+    instead of a traceback; reading the state's result raises ``exc`` again."""
+    return Failed(message=message or str(exc), data=exc)
 
 
 async def _publish(

@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 from prefect import task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 from prefect.utilities.annotations import quote
 from pydantic import SecretStr
 
@@ -33,6 +36,7 @@ from prefect_sessions.conversation.results import ConversationResult, ResultStor
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
 from prefect_sessions.conversation.suite import LoadedSuite, Suite
 from prefect_sessions.credentials import ProviderCredentials
+from prefect_sessions.errors import RunStoppedError
 
 DEFAULT_RESULTS_DIR = ".prefect-sessions/runs"
 
@@ -155,14 +159,20 @@ async def run_conversation_chunk(
     awaited: the chunks of a run share one connection pool and cap conversations in flight
     together.
     """
-    return await run_conversations(
-        adapter,
-        conversations,
-        concurrency=min(concurrency, len(conversations)),
-        store=ResultStore(results_path),
-        on_result=_listeners.get(run_key),
-        slots=slots,
-    )
+    try:
+        return await run_conversations(
+            adapter,
+            conversations,
+            concurrency=min(concurrency, len(conversations)),
+            store=ResultStore(results_path),
+            on_result=_listeners.get(run_key),
+            slots=slots,
+        )
+    except RunStoppedError as exc:
+        # The task run fails with the cause as its one-line message, not a traceback; awaiting
+        # it raises ``exc`` again for the flow.
+        stopped: RunCounters = Failed(message=str(exc), data=exc)  # type: ignore[assignment]
+        return stopped
 
 
 def _chunks(conversations: Iterator[Conversation], size: int) -> Iterator[list[Conversation]]:
@@ -220,12 +230,14 @@ async def run_share(
     done = resumed
     gate = asyncio.Semaphore(PARALLEL_CHUNKS)
 
+    failures: list[BaseException] = []
+
     async def run_chunk(adapter: ConversationAdapter, chunk: list[Conversation]) -> None:
         nonlocal done
         try:
             # quote(): Prefect would otherwise walk every conversation of the chunk looking for
             # futures, on this loop, stalling the conversations in flight.
-            counters = await run_conversation_chunk(
+            ended: object = await run_conversation_chunk(
                 quote(adapter),
                 quote(chunk),
                 str(results_path),
@@ -234,10 +246,15 @@ async def run_share(
                 quote(slots),
                 return_state=False,  # selects the typed overload that takes quoted arguments
             )
+            if isinstance(ended, State):  # a stopped chunk returns its Failed state
+                await ended.aresult()  # raises the cause kept in it
+            counters = cast(RunCounters, ended)
             # The adapter's request counters run across chunks: read them once, at the end.
             outcome.counters.add(replace(counters, requests=0, rate_limited=0))
             done += len(chunk)
             await aupdate_progress_artifact(progress_id, progress=100.0 * done / total)
+        except Exception as exc:
+            failures.append(exc)
         finally:
             gate.release()
 
@@ -247,10 +264,18 @@ async def run_share(
         pending: set[asyncio.Task[None]] = set()
         for chunk in _chunks(to_run, chunk_size):
             await gate.acquire()  # hold at most PARALLEL_CHUNKS chunks in memory and in flight
+            if failures:  # a chunk failed: start no more, and let those in flight end
+                gate.release()
+                break
             job = asyncio.ensure_future(run_chunk(adapter, chunk))
             pending.add(job)
             job.add_done_callback(pending.discard)
         if pending:
+            # Every chunk ends before the adapter closes: a chunk still running must never meet
+            # a closed client and report that echo instead of the cause.
             await asyncio.gather(*pending)
         outcome.counters.requests, outcome.counters.rate_limited = adapter.counters()
+    if failures:
+        stopped = [f for f in failures if isinstance(f, RunStoppedError)]
+        raise (stopped or failures)[0]
     return outcome

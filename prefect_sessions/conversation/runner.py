@@ -26,6 +26,7 @@ from prefect_sessions.errors import (
     PrefectSessionsError,
     ProviderUnavailableError,
     RateLimitedError,
+    RunStoppedError,
 )
 
 #: Failures a fresh session may cure, so the whole conversation is tried again.
@@ -101,7 +102,12 @@ async def run_conversation(
     adapter: ConversationAdapter, conversation: Conversation, *, restarts: int = 1
 ) -> ConversationResult:
     """Run one conversation to a verdict. Never raises for provider or data problems: they
-    become an ``errored`` result with the reason."""
+    become an ``errored`` result with the reason.
+
+    Raises:
+        RunStoppedError: what the run depends on went away (the provider stopped answering);
+            this conversation gets no verdict, so a resume runs it again.
+    """
     started = time.perf_counter()
     attempts = 0
     while True:
@@ -110,6 +116,8 @@ async def run_conversation(
         error: Exception | None = None
         try:
             status, reason = await _attempt(adapter, conversation, records)
+        except RunStoppedError:
+            raise
         except RESTARTABLE as exc:
             if attempts <= restarts:
                 continue
@@ -148,18 +156,30 @@ async def run_conversations(
 
     ``slots``, shared by several calls on one event loop, caps the conversations in flight across
     all of them: when one call's last conversations leave slots idle, another call takes them.
+
+    Raises:
+        RunStoppedError: the provider went away. No new conversation starts; those in flight end
+            first, and every result already stored stays.
     """
     counters = RunCounters()
     source: Iterator[Conversation] = iter(conversations)
     gate: contextlib.AbstractAsyncContextManager[object] = slots or contextlib.nullcontext()
+    stopped: list[RunStoppedError] = []
 
     async def worker() -> None:
-        while True:
+        while not stopped:
             async with gate:  # take a slot before a conversation, so none waits holding one
+                if stopped:
+                    return
                 conversation = next(source, None)  # shared: each conversation to one worker
                 if conversation is None:
                     return
-                result = await run_conversation(adapter, conversation, restarts=restarts)
+                try:
+                    result = await run_conversation(adapter, conversation, restarts=restarts)
+                except RunStoppedError as exc:
+                    # No verdict for this one; the others in flight finish (or stop the same way).
+                    stopped.append(exc)
+                    return
             store.append(result)
             counters.count(result)
             if on_result is not None:
@@ -167,4 +187,6 @@ async def run_conversations(
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     counters.requests, counters.rate_limited = adapter.counters()
+    if stopped:
+        raise stopped[0]
     return counters

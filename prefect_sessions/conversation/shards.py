@@ -34,7 +34,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import arun_deployment
 from prefect.flow_runs import wait_for_flow_run
 from prefect.states import Scheduled, get_state_result
@@ -53,14 +53,14 @@ from prefect_sessions.conversation.results import ConversationResult, ResultStor
 from prefect_sessions.conversation.runner import RunCounters
 from prefect_sessions.conversation.suite import LoadedSuite, load_suite
 from prefect_sessions.credentials import ProviderCredentials
-from prefect_sessions.errors import ConfigurationError, PrefectSessionsError
+from prefect_sessions.errors import ConfigurationError, RunStoppedError
 from prefect_sessions.logs import run_logger
 
 #: The deployment every shard runs as (``flow name/deployment name``), see ``prefect.yaml``.
 SHARD_DEPLOYMENT = "batch-conversations-shard/shard"
 
 
-class ShardsFailedError(PrefectSessionsError):
+class ShardsFailedError(RunStoppedError):
     """Some shard runs did not complete; the others' results are kept in their flow runs."""
 
 
@@ -272,14 +272,19 @@ async def _on_work_pool(
     )
     failed = [run for run in finished if run.state is None or not run.state.is_completed()]
     if failed:
-        listed = ", ".join(
-            f"{run.name} ({run.state.name if run.state else 'no state'})" for run in failed
-        )
+        listed = ", ".join(f"{run.name} ({_said(run.state)})" for run in failed)
         raise ShardsFailedError(
             f"{len(failed)} of {shards} shard runs did not complete: {listed}; run the batch "
             f"flow again with run_key={run_key!r} and the same shards to re-run only those"
         )
     return [await _report(run) for run in finished]
+
+
+def _said(state: State[Any] | None) -> str:
+    if state is None:
+        return "no state"
+    name = state.name or state.type.value
+    return f"{name}: {state.message}" if state.message else name
 
 
 async def _on_task_runner(

@@ -1,6 +1,7 @@
 """The HTTP engine: one place for httpx, pacing, 429-aware retries and error mapping."""
 
 from prefect_sessions.http.auth import CredentialAuth, SecretHeaderAuth
+from prefect_sessions.http.breaker import BreakerPolicy, CircuitBreaker
 from prefect_sessions.http.client import DEFAULT_TIMEOUT, USER_AGENT, HttpClient, RequestStats
 from prefect_sessions.http.hints import RateLimitInfo, RetryHint, rate_limit_info, retry_hint
 from prefect_sessions.http.pacing import Pacer, reset_shared_pacers, shared_pacer
@@ -9,6 +10,8 @@ from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_
 __all__ = [
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
+    "BreakerPolicy",
+    "CircuitBreaker",
     "CredentialAuth",
     "HttpClient",
     "Pacer",

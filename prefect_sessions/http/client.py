@@ -34,6 +34,7 @@ from prefect_sessions.errors import (
     RateLimitedError,
 )
 from prefect_sessions.http.auth import CredentialAuth
+from prefect_sessions.http.breaker import BreakerPolicy, CircuitBreaker, failure_kind
 from prefect_sessions.http.error_bodies import read_error_body
 from prefect_sessions.http.hints import retry_hint, should_retry_header
 from prefect_sessions.http.pacing import Pacer, shared_pacer
@@ -119,6 +120,10 @@ class HttpClient:
             (base URL, credential) in the process.
         max_share: use at most this share of the key's limit (published or learned), leaving
             the rest to other users of the key, such as production traffic.
+        breaker: when a provider that stopped answering counts as gone (see
+            :mod:`prefect_sessions.http.breaker`); then requests raise ``ProviderDownError``.
+            While nothing answers, the breaker, not ``retry.max_attempts``, decides when a
+            request stops retrying, so no conversation gets a verdict from an outage.
 
     Example:
         ```python
@@ -145,6 +150,7 @@ class HttpClient:
         pacer: Pacer | None = None,
         max_connections: int = 100,
         max_share: float = 1.0,
+        breaker: BreakerPolicy | CircuitBreaker | None = None,
     ) -> None:
         if rate is not None and not rate > 0:
             raise ConfigurationError("rate must be a positive number of requests per second")
@@ -168,6 +174,11 @@ class HttpClient:
         fingerprint = auth.fingerprint if auth else "anonymous"
         self.pacer = pacer or shared_pacer(
             str(self.base_url), fingerprint, rate, max_share=max_share
+        )
+        self.breaker = (
+            breaker
+            if isinstance(breaker, CircuitBreaker)
+            else CircuitBreaker(str(self.base_url), breaker, sleep=self._sleep)
         )
         self._client: httpx.AsyncClient | None = None
         self._closed = False
@@ -300,15 +311,21 @@ class HttpClient:
             nonlocal attempts
             attempts += 1
             self.stats.attempts += 1
+            probe = await self.breaker.admit()  # before a pacer slot: never hold one waiting here
             async with self.pacer.slot() as grant:
                 try:
                     response = await client.send(
                         build(), auth=auth or httpx.USE_CLIENT_DEFAULT, stream=stream
                     )
                 except httpx.TransportError as exc:
+                    self.breaker.failed(failure_kind(exc), probe)
                     raise self._transport_error(
                         exc, operation, idempotent, auth, attempts=attempts
                     ) from exc
+                except BaseException:
+                    self.breaker.abandoned(probe)
+                    raise
+                self.breaker.succeeded(probe)
                 hint = retry_hint(response.headers, datetime.now(timezone.utc))
                 self.pacer.observe(
                     grant,
@@ -348,7 +365,7 @@ class HttpClient:
             retry=retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.retryable),
             wait=self._wait,
             stop=self._stop,
-            sleep=self._sleep,
+            sleep=lambda seconds: self._sleep(self.breaker.cut(seconds)),
             before_sleep=lambda state: self._before_sleep(state, operation),
             retry_error_callback=self._give_up,
             reraise=True,
@@ -371,6 +388,12 @@ class HttpClient:
         return math.inf if wait is None else wait
 
     def _stop(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        unanswered = isinstance(error, ProviderUnavailableError) and error.status_code is None
+        if unanswered and self.breaker.failing:
+            # Nothing has answered since this streak began: the breaker decides when to stop
+            # (ProviderDownError), so no conversation gets a verdict from an outage.
+            return False
         if state.attempt_number >= self.retry_policy.max_attempts:
             return True
         return state.idle_for + state.upcoming_sleep > self.retry_policy.max_wait_seconds

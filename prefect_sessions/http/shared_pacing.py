@@ -20,12 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
+from redis.exceptions import RedisError
+
+from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.http.hints import rate_limit_info
 from prefect_sessions.http.learning import RateState, next_rate_state
 from prefect_sessions.http.pacing import Grant, Pacer, set_pacer_factory
@@ -76,18 +82,45 @@ return 1
 #: How long a process paces by its copy of the shared learned rate before reading it again.
 REFRESH_SECONDS = 0.25
 
+#: With Redis gone, every process paces on its own: each takes this share of the learned rate,
+#: since the others sharing the key do the same. Redis is tried again this often.
+FALLBACK_SHARE = 0.5
+FALLBACK_RETRY_SECONDS = 2.0
+
+logger = logging.getLogger("prefect_sessions.http")
+
+
+def shown_url(url: str) -> str:
+    """A Redis URL fit for a message: any password in it masked."""
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "(an unreadable URL)"
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
 
 class RedisPacer(Pacer):
     """A :class:`Pacer` whose send schedule and pauses are shared through Redis.
 
     Args:
         redis_client: a synchronous ``redis.Redis`` (thread-safe; calls run in a worker thread so
-            any event loop may share this pacer).
+            any event loop may share this pacer). If it stops answering mid-run, this pacer
+            paces in its process at :data:`FALLBACK_SHARE` of the learned rate, warns once, and
+            returns to the shared schedule when Redis answers again.
         key: the schedule's name; every process pacing the same credential must use the same.
         rate: requests per second to stay under, if known; learned limits can only lower it.
         safety: share of a published limit to use.
         max_share: share of the key's limit to use (see :class:`Pacer`).
         sleep: the coroutine that waits for a slot.
+        where: how messages name this Redis (its URL, password masked).
     """
 
     def __init__(
@@ -99,10 +132,14 @@ class RedisPacer(Pacer):
         safety: float = 0.95,
         max_share: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        where: str = "Redis",
     ) -> None:
         # Wall-clock seconds: a learned rate's "since" is compared across processes.
         super().__init__(rate, safety=safety, max_share=max_share, clock=time.time, sleep=sleep)
         self.key = key
+        self._where = where
+        # Set while Redis is unreachable: until then pace in this process only.
+        self._fallback_until: float | None = None
         self._redis = redis_client
         self._reserve_script = redis_client.register_script(_RESERVE)
         self._hold_script = redis_client.register_script(_HOLD)
@@ -117,9 +154,38 @@ class RedisPacer(Pacer):
         # The in-process part keeps the probe and local pauses; spacing is Redis's job, so the
         # local schedule never runs ahead of the clock.
         grant, at = super()._reserve()
-        if grant is not None and not grant.probe:
+        if grant is not None and not grant.probe and self._fallback_until is None:
             self._next_slot = 0.0
         return grant, at
+
+    def _rate(self, now: float) -> float | None:
+        rate = super()._rate(now)
+        if rate is None or self._fallback_until is None:
+            return rate
+        return rate * FALLBACK_SHARE
+
+    def _lost_redis(self, exc: BaseException) -> None:
+        """Redis did not answer: pace in this process until it does (one warning per outage)."""
+        with self._lock:
+            first = self._fallback_until is None
+            self._fallback_until = self._clock() + FALLBACK_RETRY_SECONDS
+            self._reschedule(self._clock())
+        if first:
+            logger.warning(
+                "%s is unreachable (%s): pacing in this process at %d%% of the learned rate "
+                "until it is back",
+                self._where,
+                _first_line(exc),
+                round(FALLBACK_SHARE * 100),
+            )
+
+    def _found_redis(self) -> None:
+        with self._lock:
+            if self._fallback_until is None:
+                return
+            self._fallback_until = None
+            self._reschedule(self._clock())
+        logger.warning("%s answers again: pacing on the shared schedule", self._where)
 
     def _learned(self, now: float) -> float | None:
         state = self._shared_state
@@ -144,6 +210,17 @@ class RedisPacer(Pacer):
 
     async def _wait_shared(self, grant: Grant) -> None:
         """Read the shared learned rate now and then, then wait for a slot in the schedule."""
+        fallback = self._fallback_until
+        if fallback is not None and self._clock() < fallback:
+            return  # paced by this process's own schedule until Redis is tried again
+        try:
+            await self._wait_in_redis(grant)
+        except RedisError as exc:
+            self._lost_redis(exc)
+            return
+        self._found_redis()
+
+    async def _wait_in_redis(self, grant: Grant) -> None:
         if self._published_rate is None and self._clock() - self._read_at >= REFRESH_SECONDS:
             self._read_at = self._clock()
             record = await asyncio.to_thread(self._redis.hgetall, self._learned_key)
@@ -197,13 +274,21 @@ class RedisPacer(Pacer):
             )
 
     def _in_background(self, script: Any, *, keys: list[str], args: list[Any]) -> None:
-        """Run a Lua script without holding up the caller's event loop."""
-        call = asyncio.to_thread(script, keys=keys, args=args)
+        """Run a Lua script without holding up the caller's event loop (nor failing it: a Redis
+        that went away only switches pacing to this process)."""
+        if self._fallback_until is not None:
+            return  # shared pauses and learned rates wait for Redis to come back
+
+        def call() -> None:
+            try:
+                script(keys=keys, args=args)
+            except RedisError as exc:
+                self._lost_redis(exc)
+
         try:
-            task = asyncio.get_running_loop().create_task(call)
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(call))
         except RuntimeError:  # no loop (a synchronous caller): run it right away
-            call.close()
-            script(keys=keys, args=args)
+            call()
             return
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -218,8 +303,29 @@ def _client(url: str) -> redis.Redis:
 
     with _clients_lock:
         if url not in _clients:
-            _clients[url] = redis.Redis.from_url(url)
+            # Bounded waits: a Redis that stops answering must switch pacing to this process,
+            # not hang a request.
+            _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         return _clients[url]
+
+
+def check_shared_pacing(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse to start when ``PREFECT_SESSIONS_REDIS_URL`` is set and its Redis does not answer.
+
+    Raises:
+        ConfigurationError: one line naming the variable, the URL (password masked) and the fix.
+    """
+    url = (os.environ if environ is None else environ).get(REDIS_URL_ENV)
+    if not url:
+        return
+    try:
+        _client(url).ping()
+    except (RedisError, ValueError, OSError) as exc:
+        raise ConfigurationError(
+            f"{REDIS_URL_ENV} names Redis at {shown_url(url)}, which did not answer "
+            f"({_first_line(exc)}): start it or fix the URL, or unset {REDIS_URL_ENV} to pace "
+            "this run in its own process only"
+        ) from None
 
 
 def redis_pacer_factory(
@@ -230,7 +336,12 @@ def redis_pacer_factory(
 
     def make(base_url: str, fingerprint: str, rate: float | None) -> Pacer:
         where = hashlib.sha256(base_url.encode("utf-8")).hexdigest()[:16]
-        return RedisPacer(_client(url), f"{namespace}:{where}:{fingerprint}", rate)
+        return RedisPacer(
+            _client(url),
+            f"{namespace}:{where}:{fingerprint}",
+            rate,
+            where=f"Redis at {shown_url(url)} ({REDIS_URL_ENV})",
+        )
 
     return make
 
