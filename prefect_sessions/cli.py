@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import os
 import sys
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect.exceptions import ParameterTypeError
+from prefect.settings import PREFECT_API_URL
 
+from prefect_sessions.api_watch import ApiWatch, unreachable
 from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, listen, new_run_key
+from prefect_sessions.conversation.execution import WHOLE_SUITE, results_file
 from prefect_sessions.conversation.report import RunSummary, write_json_report, write_junit
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.suite import LoadedSuite, SuiteError, load_suite
@@ -124,12 +130,40 @@ class _Progress:
 
 
 def _ui_link(flow_run_id: Any) -> str:
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+    from prefect.settings import PREFECT_UI_URL
 
     ui = PREFECT_UI_URL.value() or ""
     if not PREFECT_API_URL.value() or not ui:
         return "Prefect ran on a temporary local server; set PREFECT_API_URL to keep runs in a UI"
     return f"Prefect UI: {ui.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+class _QuietWhileSilent(logging.Filter):
+    """While the Prefect API is silent, its client's complaints (event-worker errors, the flow's
+    own traceback) say nothing the watch's one line does not: keep them off the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watch: ApiWatch | None = None
+        self._handlers: set[logging.Handler] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.watch is None or not self.watch.silent
+
+    def attach(self) -> None:
+        """Filter every handler Prefect's logging set up (it does so lazily, at the first run)."""
+        loggers = [logging.getLogger()] + [
+            logger
+            for name, logger in list(logging.Logger.manager.loggerDict.items())
+            if name.startswith("prefect") and isinstance(logger, logging.Logger)
+        ]
+        for handler in (h for logger in loggers for h in logger.handlers):
+            handler.addFilter(self)
+            self._handlers.add(handler)
+
+    def detach(self) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self)
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
@@ -143,7 +177,42 @@ def _run(args: argparse.Namespace) -> int:
     from prefect_sessions.conversation.batch import batch_conversations
 
     run_key = args.run_key or new_run_key()
-    with _Progress(loaded.conversation_count, args.progress) as progress:
+    api_url = PREFECT_API_URL.value()
+    if api_url and (reason := unreachable(api_url)) is not None:
+        print(
+            f"prefect-sessions run: the Prefect API at {api_url} did not answer ({reason}): "
+            "start it (prefect server start) or fix PREFECT_API_URL; nothing was run",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    results = results_file(args.results_dir, loaded.suite.name, run_key, WHOLE_SUITE)
+
+    def api_lost(line: str) -> None:
+        # The flow's own calls to the API would each wait out a minute of retries: stop here.
+        # Every verdict is already in the results file.
+        print(
+            f"\nprefect-sessions run: {line}. Conversations with a verdict are kept in "
+            f"{results}; once the API is back, resume with: prefect-sessions run {args.suite} "
+            f"--run-key {run_key}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(EXIT_STOPPED)
+
+    quiet = _QuietWhileSilent()
+
+    def api_change(line: str) -> None:
+        quiet.attach()
+        print(f"prefect-sessions run: {line}", file=sys.stderr, flush=True)
+
+    quiet.watch = ApiWatch(api_url, api_lost, on_change=api_change) if api_url else None
+    with (
+        _Progress(loaded.conversation_count, args.progress) as progress,
+        quiet.watch or contextlib.nullcontext(),
+        contextlib.ExitStack() as undo,
+    ):
+        undo.callback(quiet.detach)
         listen(run_key, progress.advance)
         try:
             state: State[RunSummary] = asyncio.run(

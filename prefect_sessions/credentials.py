@@ -15,7 +15,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, field_validator
 
 from prefect_sessions.errors import ConfigurationError
-from prefect_sessions.http import CredentialAuth, HttpClient, RetryPolicy
+from prefect_sessions.http import BreakerPolicy, CredentialAuth, HttpClient, RetryPolicy
 
 
 class ProviderCredentials(CredentialsBlock, abc.ABC):
@@ -70,6 +70,17 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
         ),
     )
 
+    give_up_after_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds the provider may go without answering at all (connections refused, names "
+            "not resolved, timeouts) before a run stops. Conversations with a verdict are kept; "
+            "resuming with the same run key runs the rest."
+        ),
+    )
+
     @field_validator("base_url")
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
@@ -86,6 +97,11 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
         return RetryPolicy(
             max_attempts=self.max_attempts, max_wait_seconds=self.max_retry_wait_seconds
         )
+
+    def breaker_policy(self) -> BreakerPolicy:
+        """When the engine's circuit breaker stops waiting for a provider that went away."""
+        give_up = self.give_up_after_seconds
+        return BreakerPolicy(open_after=min(10.0, give_up / 3), give_up_after=give_up)
 
     def http_timeout(self) -> httpx.Timeout:
         """Explicit connect/read/write/pool timeouts; reads get the configured seconds."""
@@ -118,6 +134,7 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
                 max_share=self.max_share,
                 retry=self.retry_policy(),
                 timeout=self.http_timeout(),
+                breaker=self.breaker_policy(),
                 transport=transport,
                 **overrides,
             )

@@ -140,15 +140,29 @@ async def test_a_closed_port_stops_requests_with_provider_down_not_a_verdict():
     assert client.stats.attempts > 5 * 2  # retried past max_attempts while the breaker decided
 
 
+class Watched(CircuitBreaker):
+    """A breaker that tells the test when it opened."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened = asyncio.Event()
+
+    async def admit(self) -> bool:
+        if self.state == "open":
+            self.opened.set()
+        return await super().admit()
+
+
 async def test_a_provider_that_comes_back_in_time_loses_nothing():
     """Real sockets: the port refuses, then a server starts listening on it before give-up."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     policy = BreakerPolicy(open_after=0.3, probe_every=0.1, give_up_after=5.0)
+    watched = Watched(url, policy)
     client = HttpClient(
         provider="Voiceflow",
         base_url=url,
-        breaker=policy,
+        breaker=watched,
         retry=RetryPolicy(max_attempts=2, backoff_base_seconds=0.05, backoff_max_seconds=0.1),
     )
 
@@ -167,8 +181,7 @@ async def test_a_provider_that_comes_back_in_time_loses_nothing():
             )
             for _ in range(5)
         ]
-        while client.breaker.state != "open":
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(watched.opened.wait(), timeout=5)
         server = await asyncio.start_server(answer, "127.0.0.1", port)
         async with server:
             responses = await asyncio.gather(*calls)
