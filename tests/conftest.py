@@ -12,6 +12,9 @@ from prefect_sessions.http import HttpClient, Pacer, RetryPolicy, SecretHeaderAu
 from prefect_sessions.http.breaker import CircuitBreaker
 from prefect_sessions.http.pacing import reset_shared_pacers
 
+#: Fixtures kept with their helpers: ``own_redis`` (a redis-server to stop and start).
+pytest_plugins = ["tests.support.own_redis"]
+
 API_KEY = "VF.DM.canary-key-0123456789abcdef.s3cr3t"
 BASE_URL = "https://api.example.test"
 

@@ -8,6 +8,7 @@ slow cases (the default 30 s give-up, a killed ``prefect server``) run in ``make
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
@@ -15,12 +16,14 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from prefect_sessions.cli import main
-from prefect_sessions.conversation.batch import batch_conversations
-from prefect_sessions.conversation.results import ResultStore
+from prefect_sessions.conversation.batch import batch_conversations, listen
+from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.errors import ConfigurationError, ProviderDownError
+from prefect_sessions.http import shared_pacing
 from prefect_sessions.http.shared_pacing import REDIS_URL_ENV
 from prefect_sessions.voiceflow import VoiceflowCredentials
-from tests.support.reliability import API_KEY, PROJECT, write_suite
+from tests.support.own_redis import OwnRedis
+from tests.support.reliability import API_KEY, INTERACT, PROJECT, write_suite
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -114,3 +117,43 @@ def test_the_prefect_api_unreachable_at_start_exits_2_with_one_line(
         "start it (prefect server start) or fix PREFECT_API_URL; nothing was run"
     )
     assert emulator.count("requests") == before
+
+
+async def test_redis_stopped_then_restarted_mid_run_loses_no_conversation(
+    tmp_path: Path, emulator, own_redis: OwnRedis, monkeypatch, caplog
+):
+    """Shared pacing through a Redis that stops after 40 verdicts and is back after 80: the run
+    goes on paced in-process meanwhile, warns once, and returns to the shared schedule."""
+    monkeypatch.setenv(REDIS_URL_ENV, own_redis.url)
+    monkeypatch.setattr(shared_pacing, "FALLBACK_RETRY_SECONDS", 0.2)
+    emulator.set_limit("voiceflow", "100/1s")  # a published limit, so Redis holds the schedule
+    suite = write_suite(tmp_path, emulator.url, rows=150, concurrency=8)
+    verdicts = 0
+
+    def outage(result: ConversationResult) -> None:
+        nonlocal verdicts
+        verdicts += 1
+        if verdicts == 40:
+            own_redis.stop()
+        elif verdicts == 80:
+            own_redis.start()
+
+    caplog.set_level(logging.WARNING, logger="prefect_sessions.http")
+    turns_before = emulator.count(route=INTERACT)
+    listen("redis-outage", outage)
+    try:
+        state = await batch_conversations(
+            suite_path=str(suite),
+            run_key="redis-outage",
+            results_dir=str(tmp_path / "runs"),
+            return_state=True,
+        )
+    finally:
+        listen("redis-outage", None)
+    summary = await state.aresult()
+    assert (summary.passed, summary.failed, summary.errored) == (150, 0, 0)
+    assert emulator.count(route=INTERACT) - turns_before == 150 * 3  # no turn sent twice
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "is unreachable" in m]) == 1
+    assert any("answers again" in m for m in said)
+    assert summary.rate_limited <= 0.05 * summary.requests

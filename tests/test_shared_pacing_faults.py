@@ -6,14 +6,9 @@ again, as an operator or a crash would.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import socket
-import subprocess
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,62 +16,11 @@ import redis
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.http import shared_pacing
 from prefect_sessions.http.shared_pacing import REDIS_URL_ENV, RedisPacer, check_shared_pacing
+from tests.support.own_redis import OwnRedis, free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs redis-server (make install sets it up)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server on a free port, started and stopped on demand."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._directory = directory
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
-            cwd=self._directory,
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        # redis-server has no readiness signal but its port: ping until it answers.
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if self._process.poll() is not None:
-                    raise RuntimeError("redis-server exited") from None
-                self._process_wait(0.025)
-        raise RuntimeError("redis-server did not answer")
-
-    def _process_wait(self, seconds: float) -> None:
-        assert self._process is not None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._process.wait(timeout=seconds)
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_an_unreachable_redis_is_refused_naming_the_variable_and_never_the_password():

@@ -140,6 +140,7 @@ class RedisPacer(Pacer):
         self._where = where
         # Set while Redis is unreachable: until then pace in this process only.
         self._fallback_until: float | None = None
+        self._lost_at = -float("inf")
         self._redis = redis_client
         self._reserve_script = redis_client.register_script(_RESERVE)
         self._hold_script = redis_client.register_script(_HOLD)
@@ -168,7 +169,8 @@ class RedisPacer(Pacer):
         """Redis did not answer: pace in this process until it does (one warning per outage)."""
         with self._lock:
             first = self._fallback_until is None
-            self._fallback_until = self._clock() + FALLBACK_RETRY_SECONDS
+            self._lost_at = self._clock()
+            self._fallback_until = self._lost_at + FALLBACK_RETRY_SECONDS
             self._reschedule(self._clock())
         if first:
             logger.warning(
@@ -179,9 +181,10 @@ class RedisPacer(Pacer):
                 round(FALLBACK_SHARE * 100),
             )
 
-    def _found_redis(self) -> None:
+    def _found_redis(self, asked_at: float) -> None:
         with self._lock:
-            if self._fallback_until is None:
+            # A call that left before the loss was seen may still come back: it proves nothing.
+            if self._fallback_until is None or asked_at <= self._lost_at:
                 return
             self._fallback_until = None
             self._reschedule(self._clock())
@@ -213,15 +216,20 @@ class RedisPacer(Pacer):
         fallback = self._fallback_until
         if fallback is not None and self._clock() < fallback:
             return  # paced by this process's own schedule until Redis is tried again
+        asked_at = self._clock()
         try:
-            await self._wait_in_redis(grant)
+            answered = await self._wait_in_redis(grant)
         except RedisError as exc:
             self._lost_redis(exc)
             return
-        self._found_redis()
+        if answered:
+            self._found_redis(asked_at)
 
-    async def _wait_in_redis(self, grant: Grant) -> None:
+    async def _wait_in_redis(self, grant: Grant) -> bool:
+        """Whether Redis was asked anything (and answered)."""
+        asked = False
         if self._published_rate is None and self._clock() - self._read_at >= REFRESH_SECONDS:
+            asked = True
             self._read_at = self._clock()
             record = await asyncio.to_thread(self._redis.hgetall, self._learned_key)
             if record:
@@ -234,6 +242,7 @@ class RedisPacer(Pacer):
                     )
         rate = None if grant.probe else self.rate
         if rate is not None:
+            asked = True
             waited = await asyncio.to_thread(
                 self._reserve_script,
                 keys=[self._slot_key, self._hold_key],
@@ -242,6 +251,7 @@ class RedisPacer(Pacer):
             delay = int(waited) / 1_000_000
             if delay > 0:
                 await self._sleep(delay)
+        return asked
 
     def observe(
         self,
