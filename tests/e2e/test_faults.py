@@ -140,8 +140,10 @@ def test_the_prefect_api_gone_for_good_stops_the_run_then_a_resume_finishes_it(
     err = log.read_text()
     log.write_text(f"exit {process.returncode} {took:.1f} s after the kill\n{err}")
     assert process.returncode == 3, err[-3000:]
-    line = one_line(err, "prefect-sessions run: the Prefect API at")
-    assert line.startswith(f"prefect-sessions run: the Prefect API at {own_server.api_url} did not")
+    # A heads-up when the silence began, then the one line that ends the run.
+    heads_up = one_line(err, f"prefect-sessions run: the Prefect API at {own_server.api_url} stop")
+    assert heads_up.endswith("the run stops if it is still silent in 75 s")
+    line = one_line(err, f"prefect-sessions run: the Prefect API at {own_server.api_url} did not")
     assert "--run-key gone" in line
     assert "Traceback" not in err
     results = tmp_path / "outage" / "gone.jsonl"

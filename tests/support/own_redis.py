@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -58,6 +59,8 @@ class OwnRedis:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server on PATH (Debian: apt-get install redis-server)")
     server = OwnRedis(tmp_path)
     server.start()
     yield server
