@@ -427,7 +427,7 @@ async def test_delete_session_events_uses_the_documented_path(
 
 
 def _operation(path: str, method: str) -> dict[str, Any]:
-    from tests.support.liveavatar_app import SPEC
+    from tests.support.liveavatar_app import vendor_spec
 
-    operation: dict[str, Any] = SPEC["paths"][path][method]
+    operation: dict[str, Any] = vendor_spec()["paths"][path][method]
     return operation

@@ -250,9 +250,16 @@ async def test_no_canary_is_written_anywhere(tmp_path, monkeypatch, capfd, caplo
         haystacks["api:logs"] = "\n".join(log.message for log in logs).encode()
         artifacts = await client.read_artifacts()
         haystacks["api:artifacts"] = json.dumps([str(a.data) for a in artifacts]).encode()
-        flow_runs = await client.read_flow_runs()
+        # Every flow and task run on the shared server, page by page (a page is capped at 200).
+        flow_runs, offset = [], 0
+        while page := await client.read_flow_runs(offset=offset, limit=200):
+            flow_runs.extend(page)
+            offset += len(page)
         haystacks["api:flow-runs"] = "\n".join(r.model_dump_json() for r in flow_runs).encode()
-        task_runs = await client.read_task_runs()
+        task_runs, offset = [], 0
+        while page := await client.read_task_runs(offset=offset, limit=200):
+            task_runs.extend(page)
+            offset += len(page)
         haystacks["api:task-runs"] = "\n".join(r.model_dump_json() for r in task_runs).encode()
     # Results, reports, JUnit; Prefect's result storage written during the test.
     for file in work.rglob("*"):

@@ -27,9 +27,19 @@ from fastapi.responses import JSONResponse
 from jsonschema import Draft202012Validator
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "liveavatar.openapi.json"
-if not SPEC_PATH.exists():  # the vendor documents live beside the repo, as in CI
-    pytest.skip(f"vendor spec {SPEC_PATH} not found", allow_module_level=True)
-SPEC: dict[str, Any] = json.loads(SPEC_PATH.read_text())
+# The vendor documents live beside the repo, as in CI. A clone on its own still runs the
+# behaviour tests: the server then answers without checking bodies against the OpenAPI, and only
+# the tests that read the OpenAPI themselves skip.
+SPEC: dict[str, Any] | None = json.loads(SPEC_PATH.read_text()) if SPEC_PATH.exists() else None
+
+
+def vendor_spec() -> dict[str, Any]:
+    """LiveAvatar's OpenAPI; skips the calling test, with the reason, when it is not beside us."""
+    if SPEC is None:
+        pytest.skip(f"reads LiveAvatar's OpenAPI, not found at {SPEC_PATH}")
+    return SPEC
+
+
 SUCCESS = 1000
 TOKEN_PREFIX = "CANARY-session-token-"
 CLIENT_TOKEN_PREFIX = "CANARY-livekit-client-"
@@ -39,7 +49,7 @@ AGENT_TOKEN_PREFIX = "CANARY-livekit-agent-"
 def schema_validator(schema: dict[str, Any]) -> Draft202012Validator:
     """A validator for a schema that may ``$ref`` the OpenAPI's components."""
     return Draft202012Validator(
-        {**schema, "components": SPEC["components"]},
+        {**schema, "components": vendor_spec()["components"]},
         format_checker=Draft202012Validator.FORMAT_CHECKER,
     )
 
@@ -49,13 +59,22 @@ def component(name: str) -> Draft202012Validator:
 
 
 def request_schema(path: str, method: str = "post") -> Draft202012Validator:
-    body = SPEC["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    body = vendor_spec()["paths"][path][method]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     return schema_validator(body)
 
 
 def response_schema(path: str, method: str, status: str) -> Draft202012Validator:
-    content = SPEC["paths"][path][method]["responses"][status]["content"]["application/json"]
+    content = vendor_spec()["paths"][path][method]["responses"][status]["content"][
+        "application/json"
+    ]
     return schema_validator(content["schema"])
+
+
+def _request_checker(path: str) -> Draft202012Validator | None:
+    """The server's check of a request body; none without the vendor's OpenAPI."""
+    return request_schema(path) if SPEC is not None else None
 
 
 def _now() -> str:
@@ -154,7 +173,9 @@ class LiveAvatarServer:
         return JSONResponse(body, status_code=fault.status)
 
     @staticmethod
-    def _invalid(validator: Draft202012Validator, body: Any) -> JSONResponse | None:
+    def _invalid(validator: Draft202012Validator | None, body: Any) -> JSONResponse | None:
+        if validator is None:
+            return None
         errors = sorted(validator.iter_errors(body), key=lambda error: list(error.path))
         if not errors:
             return None
@@ -166,7 +187,8 @@ class LiveAvatarServer:
 
     def _checked(self, path: str, method: str, status: int, data: Any) -> JSONResponse:
         body = {"code": SUCCESS, "data": data, "message": "OK"}
-        response_schema(path, method, str(status)).validate(body)
+        if SPEC is not None:
+            response_schema(path, method, str(status)).validate(body)
         return JSONResponse(body, status_code=status)
 
     def _api_key_ok(self, request: Request) -> bool:
@@ -182,9 +204,9 @@ class LiveAvatarServer:
 
     def app(self) -> FastAPI:
         app = FastAPI()
-        token_schema = request_schema("/v1/sessions/token")
-        stop_schema = request_schema("/v1/sessions/stop")
-        keep_alive_schema = request_schema("/v1/sessions/keep-alive")
+        token_schema = _request_checker("/v1/sessions/token")
+        stop_schema = _request_checker("/v1/sessions/stop")
+        keep_alive_schema = _request_checker("/v1/sessions/keep-alive")
 
         @app.post("/v1/sessions/token")
         async def create_token(request: Request) -> JSONResponse:
