@@ -48,14 +48,14 @@ from benchmarks.common import (
     now,
     write_suite,
 )
-from prefect_sessions.conversation.adapters.voiceflow import VoiceflowAdapter
+from prefect_sessions.batch.chunks import connection_settings
 from prefect_sessions.conversation.dataset import iter_conversations
-from prefect_sessions.conversation.execution import connection_settings
-from prefect_sessions.conversation.protocol import ConversationAdapter
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.conversation.runner import run_conversations
 from prefect_sessions.conversation.suite import load_suite
 from prefect_sessions.http import reset_shared_pacers
+from prefect_sessions.seam.adapter import ConversationAdapter
+from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 
 POLICIES = ("prefect-sessions", "tenacity", "sdk")
 COLUMNS = (

@@ -35,9 +35,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from prefect_sessions.conversation.protocol import ConversationFailure
-from prefect_sessions.conversation.turns import Reply, Turn
 from prefect_sessions.errors import ProviderUnavailableError, RateLimitedError
+from prefect_sessions.seam.adapter import ConversationFailure
+from prefect_sessions.seam.turns import Reply, Turn
 from prefect_sessions.voiceflow.models import (
     Action,
     EventAction,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import now
-from prefect_sessions.conversation.batch import batch_conversations
-from prefect_sessions.conversation.report import RunSummary
+from prefect_sessions.batch.report import RunSummary
+from prefect_sessions.flows import batch_conversations
 
 
 @contextlib.contextmanager

@@ -44,13 +44,13 @@ COLUMNS = (
 
 def worker(args: argparse.Namespace) -> None:
     """One worker process: its share of the suite, after a "go" on stdin."""
-    from prefect_sessions.conversation.adapters.voiceflow import VoiceflowAdapter
-    from prefect_sessions.conversation.batch import connection_settings
+    from prefect_sessions.batch.run import connection_settings
     from prefect_sessions.conversation.dataset import iter_conversations
     from prefect_sessions.conversation.results import ResultStore
     from prefect_sessions.conversation.runner import run_conversations
     from prefect_sessions.conversation.suite import load_suite
     from prefect_sessions.http.shared_pacing import use_redis_pacing
+    from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 
     if args.namespace:  # the shared schedule; otherwise each process paces itself
         use_redis_pacing(args.redis_url, namespace=args.namespace)

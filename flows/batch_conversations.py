@@ -1,77 +1,9 @@
-"""Deployable flow: run every conversation of a suite and publish the summary and the report.
+"""Deployable entrypoint ``flows/batch_conversations.py:batch_conversations`` (``prefect.yaml``).
 
-Entrypoint: ``flows/batch_conversations.py:batch_conversations`` (see ``prefect.yaml``). The work is
-:func:`prefect_sessions.conversation.batch.batch_conversations`, run in this flow's own run (not as
-a subflow), so its tasks and its artifacts (``<suite>-summary``, ``<suite>-report``,
-``<suite>-progress``) belong to the deployment's flow run.
-
-Typed for the Prefect UI's run form: ``credentials`` is the union of the three concrete credentials
-blocks, which the form shows as a choice of block type and a picker of saved blocks of that type
-(secret fields masked). A picked block is stored in the flow run as a reference, never as values.
+The flow is defined once, in :mod:`prefect_sessions.flows.batch`; this file only names it for
+``prefect deploy`` and the workers, which load flows by file path.
 """
 
-from __future__ import annotations
+from prefect_sessions.flows.batch import batch_conversations
 
-from typing import Annotated
-
-from prefect import flow
-from pydantic import Field
-
-from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, MAX_SHARDS
-from prefect_sessions.conversation.batch import batch_conversations as _batch
-from prefect_sessions.conversation.report import RunSummary
-from prefect_sessions.conversation.shards import SHARD_DEPLOYMENT
-from prefect_sessions.flow_parameters import AnyCredentials, require_block_references
-
-
-# The summary is persisted (JSON, no secrets in it): a caller reading a run's result through the
-# API (run_deployment, a state the server answered with) gets it too, not MissingResult.
-@flow(name="batch-conversations", persist_result=True, result_serializer="json")
-async def batch_conversations(
-    suite_path: str,
-    credentials: AnyCredentials | None = None,
-    run_key: str | None = None,
-    base_url: str | None = None,
-    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
-    rate: Annotated[float, Field(gt=0)] | None = None,
-    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
-    results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
-    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
-    shard_deployment: str | None = SHARD_DEPLOYMENT,
-) -> RunSummary:
-    """Run every conversation of a suite and report what passed, what failed and why.
-
-    Args:
-        suite_path: The suite file (YAML), relative to the deployment's working directory.
-        credentials: A saved credentials block of the suite's provider, used instead of the
-            suite's own connection. Empty: the suite's saved block or inline connection.
-        run_key: Name of this run; running again with the same key resumes it. Empty: a new key
-            from the time.
-        base_url: Send requests here instead (a private cloud, the emulator).
-        concurrency: Conversations in flight at once. Empty: the suite's.
-        rate: Requests per second to stay under, if known. Empty: learned from the provider.
-        max_share: Use at most this share of the key's limit (e.g. 0.5 on a production key).
-            Empty: the suite's max_share, else all of it.
-        results_dir: Where the results file (JSONL) of each run is kept, on the worker.
-        chunk_size: Conversations per Prefect task run.
-        shards: Above 1, cut the suite into this many shares, each run as a flow run of the
-            shard deployment on a worker of its work pool, and merge their results into one
-            report here. Concurrency then applies to each shard.
-        shard_deployment: The deployment the shards run as (flow name/deployment name). Empty:
-            the shards run as tasks on this flow's task runner instead.
-    """
-    require_block_references("credentials")
-    return await _batch.fn(
-        suite_path=suite_path,
-        run_key=run_key,
-        base_url=base_url,
-        concurrency=concurrency,
-        rate=rate,
-        max_share=max_share,
-        credentials=credentials,
-        results_dir=results_dir,
-        chunk_size=chunk_size,
-        shards=shards,
-        shard_deployment=shard_deployment,
-    )
+__all__ = ["batch_conversations"]

@@ -1,66 +1,10 @@
-"""Deployable flow: one share of a suite, started by ``batch-conversations`` with ``shards`` > 1.
+"""Deployable entrypoint, as ``prefect.yaml`` names it:
+``flows/batch_conversations_shard.py:batch_conversations_shard``.
 
-Entrypoint: ``flows/batch_conversations_shard.py:batch_conversations_shard``, deployed as
-``batch-conversations-shard/shard`` (``prefect.yaml``) on the work queue its workers poll. The
-parent run passes every parameter; the credentials block arrives as a reference.
-
-Its return value is what the parent merges, so it is persisted (JSON) in Prefect's result
-storage. Workers on several machines need shared result storage:
-``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`` naming, for example, an ``s3-bucket`` block.
+The flow is defined once, in :mod:`prefect_sessions.flows.shard`; this file only names it for
+``prefect deploy`` and the workers, which load flows by file path.
 """
 
-from __future__ import annotations
+from prefect_sessions.flows.shard import batch_conversations_shard
 
-from typing import Annotated
-
-from prefect import flow
-from pydantic import Field
-
-from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, MAX_SHARDS
-from prefect_sessions.conversation.shards import ShardReport, run_shard
-from prefect_sessions.flow_parameters import AnyCredentials, require_block_references
-
-
-@flow(name="batch-conversations-shard", persist_result=True, result_serializer="json")
-async def batch_conversations_shard(
-    suite_path: str,
-    shard: Annotated[int, Field(ge=0, lt=MAX_SHARDS)],
-    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)],
-    run_key: Annotated[str, Field(min_length=1, max_length=200)],
-    credentials: AnyCredentials | None = None,
-    base_url: str | None = None,
-    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
-    rate: Annotated[float, Field(gt=0)] | None = None,
-    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
-    results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
-) -> ShardReport:
-    """Run one share of a suite and hand every result back to the batch run that started it.
-
-    Args:
-        suite_path: The suite file (YAML), as this worker sees it.
-        shard: Which share, from 0: the conversations at positions shard, shard + shards, ...
-        shards: How many shares the suite is cut into.
-        run_key: The batch run's key; running this shard again resumes its results file.
-        credentials: A saved credentials block (a reference). Empty: the suite's connection.
-        base_url: Send requests here instead.
-        concurrency: Conversations in flight at once in this shard. Empty: the suite's.
-        rate: Requests per second to stay under, if known.
-        max_share: Use at most this share of the key's limit.
-        results_dir: Where this shard's results file is kept, on the worker.
-        chunk_size: Conversations per Prefect task run.
-    """
-    require_block_references("credentials")
-    return await run_shard(
-        suite_path,
-        shard,
-        shards,
-        run_key,
-        base_url=base_url,
-        concurrency=concurrency,
-        rate=rate,
-        max_share=max_share,
-        credentials=credentials,
-        results_dir=results_dir,
-        chunk_size=chunk_size,
-    )
+__all__ = ["batch_conversations_shard"]

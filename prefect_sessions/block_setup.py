@@ -25,9 +25,9 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import SecretStr, ValidationError
 
-import prefect_sessions
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError
+from prefect_sessions.providers import credentials_types
 
 #: Prefect's rule for block document names.
 _BLOCK_NAME = re.compile(r"^[a-z0-9-]+$")
@@ -48,13 +48,8 @@ class BlockSetupError(ConfigurationError):
 
 
 def block_types() -> list[type[ProviderCredentials]]:
-    """The package's block types (the credentials blocks it exports), sorted by slug."""
-    found = {
-        value
-        for value in vars(prefect_sessions).values()
-        if isinstance(value, type) and issubclass(value, ProviderCredentials)
-    }
-    return sorted(found, key=lambda cls: cls.get_block_type_slug())
+    """The registered providers' block types (:mod:`prefect_sessions.providers`), by slug."""
+    return list(credentials_types())
 
 
 def _types_by_key() -> dict[str, type[ProviderCredentials]]:

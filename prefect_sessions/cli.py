@@ -21,9 +21,9 @@ from prefect.exceptions import ParameterTypeError
 from prefect.settings import PREFECT_API_URL
 
 from prefect_sessions.api_watch import ApiWatch, unreachable
-from prefect_sessions.conversation.batch import DEFAULT_RESULTS_DIR, listen, new_run_key
-from prefect_sessions.conversation.execution import WHOLE_SUITE, results_file
-from prefect_sessions.conversation.report import RunSummary, write_json_report, write_junit
+from prefect_sessions.batch.chunks import WHOLE_SUITE, results_file
+from prefect_sessions.batch.report import RunSummary, write_json_report, write_junit
+from prefect_sessions.batch.run import DEFAULT_RESULTS_DIR, listen, new_run_key
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.suite import LoadedSuite, SuiteError, load_suite
 from prefect_sessions.emulator import cli as emulator_cli
@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     loaded = _validate(args.suite)
     if loaded is None:
         return EXIT_INVALID
-    from prefect_sessions.conversation.batch import batch_conversations
+    from prefect_sessions.flows import batch_conversations
 
     run_key = args.run_key or new_run_key()
     api_url = PREFECT_API_URL.value()

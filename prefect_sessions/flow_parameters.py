@@ -7,7 +7,7 @@ flow run's parameters and Prefect loads the block when the run starts, so the se
 block document. The abstract :class:`~prefect_sessions.credentials.ProviderCredentials` is not a
 block type (its schema's ``block_type_slug`` names no registered type), so the UI cannot offer a
 picker for it: deployable flows type such parameters as :data:`AnyCredentials`, the union of the
-three concrete blocks.
+concrete blocks of the registered providers (:mod:`prefect_sessions.providers`).
 """
 
 from __future__ import annotations
@@ -17,20 +17,8 @@ from typing import Any
 
 from prefect.context import FlowRunContext
 
-from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError
-from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
-from prefect_sessions.vectara.credentials import VectaraCredentials
-from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
-
-#: A credentials block of any provider, as a flow parameter (one block picker per provider in the
-#: UI's form).
-AnyCredentials = VoiceflowCredentials | VectaraCredentials | LiveAvatarCredentials
-
-
-def provider_of(credentials: ProviderCredentials) -> str:
-    """The suite name of a block's provider (``voiceflow``, ``vectara``, ``liveavatar``)."""
-    return credentials.provider_name.lower()
+from prefect_sessions.providers import AnyCredentials
 
 
 def block_reference(value: Any) -> bool:
@@ -79,6 +67,5 @@ __all__ = [
     "AnyCredentials",
     "block_reference",
     "inline_credentials",
-    "provider_of",
     "require_block_references",
 ]

@@ -9,7 +9,7 @@ import pytest
 
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.suite import SuiteError, load_suite
-from prefect_sessions.conversation.turns import Expectation, Reply, Turn
+from prefect_sessions.seam.turns import Expectation, Reply, Turn
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ENV = {"VOICEFLOW_API_KEY": "k", "VECTARA_API_KEY": "k", "LIVEAVATAR_API_KEY": "k"}

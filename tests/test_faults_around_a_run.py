@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from prefect_sessions.batch.run import listen
 from prefect_sessions.cli import main
-from prefect_sessions.conversation.batch import batch_conversations, listen
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.errors import ConfigurationError, ProviderDownError
+from prefect_sessions.flows import batch_conversations
 from prefect_sessions.http import shared_pacing
 from prefect_sessions.http.shared_pacing import REDIS_URL_ENV
 from prefect_sessions.voiceflow import VoiceflowCredentials

@@ -25,3 +25,36 @@ def test_prefect_discovers_the_collection():
 def test_typed_and_versioned():
     assert (files("prefect_sessions") / "py.typed").is_file()
     assert version("prefect-sessions") == prefect_sessions.__version__
+
+
+def test_each_flow_is_defined_once_in_the_package():
+    # The CLI and the deployments run the same flow objects: the entrypoints in flows/ import them.
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    defined = sorted(
+        str(path.relative_to(root))
+        for folder in ("prefect_sessions", "flows")
+        for path in (root / folder).rglob("*.py")
+        if "@flow(" in path.read_text(encoding="utf-8")
+    )
+    assert defined == [
+        "prefect_sessions/flows/batch.py",
+        "prefect_sessions/flows/maintenance.py",
+        "prefect_sessions/flows/shard.py",
+        "prefect_sessions/flows/triggered.py",
+    ]
+    from flows.batch_conversations import batch_conversations as deployed
+    from prefect_sessions.flows import batch_conversations
+
+    assert deployed is batch_conversations
+
+
+def test_the_shard_flow_ships_in_the_wheel():
+    # The batch flow starts shards as runs of the shard deployment: a worker that installed the
+    # package, without this repository, must be able to load that flow.
+    from prefect_sessions.batch.shards import SHARD_DEPLOYMENT
+    from prefect_sessions.flows import batch_conversations_shard
+
+    assert (files("prefect_sessions") / "flows" / "shard.py").is_file()
+    assert SHARD_DEPLOYMENT.split("/")[0] == batch_conversations_shard.name

@@ -27,11 +27,11 @@ import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL
 
+from prefect_sessions.batch.report import RunSummary
 from prefect_sessions.cli import main
-from prefect_sessions.conversation.batch import batch_conversations
-from prefect_sessions.conversation.report import RunSummary
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.emulator import EmulatorConfig
+from prefect_sessions.flows import batch_conversations
 from prefect_sessions.voiceflow import VoiceflowCredentials
 from tests.support.killed_run import kill_after_verdicts
 from tests.support.reliability import (

@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefect_sessions.cli import main
-from prefect_sessions.conversation.batch import batch_conversations
 from prefect_sessions.conversation.dataset import iter_conversations
-from prefect_sessions.conversation.protocol import ConnectionSettings
-from prefect_sessions.conversation.providers import PROVIDERS, provider_spec
 from prefect_sessions.conversation.runner import run_conversation
 from prefect_sessions.conversation.suite import MAX_SUITE_BYTES, SuiteError, load_suite
 from prefect_sessions.emulator import EmulatorConfig, create_app
+from prefect_sessions.flows import batch_conversations
+from prefect_sessions.providers import get_provider, names
+from prefect_sessions.seam.adapter import ConnectionSettings
 
 KEY = "VF.DM.input-test-key"
 BAD_INPUTS: dict[str, int] = {}  # what was tried, by family, for docs/reliability.md
@@ -71,7 +71,7 @@ junk = st.one_of(
 # (where in the suite, a strategy for a bad value there, a word the error must contain)
 MUTATIONS: list[tuple[tuple[Any, ...], st.SearchStrategy[Any], str]] = [
     (("name",), st.one_of(st.just(""), st.text(min_size=201, max_size=300), junk), "name"),
-    (("provider",), st.text(max_size=20).filter(lambda p: p not in PROVIDERS), "provider"),
+    (("provider",), st.text(max_size=20).filter(lambda p: p not in names()), "provider"),
     (
         ("concurrency",),
         st.one_of(
@@ -430,7 +430,7 @@ def test_generated_provider_answers_never_crash_the_runner(provider, tmp_path):
     app = create_app(
         EmulatorConfig(voiceflow_limit=None, vectara_limit=None, liveavatar_limit=None)
     )
-    factory = provider_spec(provider).adapter_factory()
+    factory = get_provider(provider).adapter
     seen: dict[str, int] = {}
     holder: dict[str, httpx.AsyncBaseTransport] = {}
     block = _block(provider, holder)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from prefect_sessions.conversation.batch import batch_conversations, listen
+from prefect_sessions.batch.run import listen
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.emulator import EmulatorConfig
 from prefect_sessions.emulator.config import RateLimit
 from prefect_sessions.emulator.server import run_emulator
+from prefect_sessions.flows import batch_conversations
 from prefect_sessions.voiceflow import VoiceflowCredentials
 from tests.support.reliability import (
     API_KEY,

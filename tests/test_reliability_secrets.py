@@ -26,15 +26,15 @@ from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_LOCAL_STORAGE_PATH
 
 from prefect_sessions.cli import main
-from prefect_sessions.conversation.adapters.liveavatar import SANDBOX_AVATAR_ID
-from prefect_sessions.conversation.batch import batch_conversations
-from prefect_sessions.conversation.turns import Turn
 from prefect_sessions.emulator import EmulatorConfig
 from prefect_sessions.emulator import liveavatar as liveavatar_routes
 from prefect_sessions.emulator import voiceflow as voiceflow_routes
 from prefect_sessions.emulator.server import run_emulator
+from prefect_sessions.flows import batch_conversations
 from prefect_sessions.liveavatar import AvatarPersona, FullSessionConfig, LiveAvatarCredentials
+from prefect_sessions.liveavatar.adapter import SANDBOX_AVATAR_ID
 from prefect_sessions.maintenance import VectaraPolicy
+from prefect_sessions.seam.turns import Turn
 from prefect_sessions.vectara import VectaraCredentials
 from prefect_sessions.voiceflow import VoiceflowCredentials
 

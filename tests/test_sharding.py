@@ -22,14 +22,10 @@ from prefect.states import Completed
 from pydantic import SecretStr
 
 from benchmarks.common import API_KEY, write_suite
-from prefect_sessions.conversation import shards as shards_module
-from prefect_sessions.conversation.batch import batch_conversations
-from prefect_sessions.conversation.dataset import iter_conversations
-from prefect_sessions.conversation.execution import WHOLE_SUITE, Share, results_file
-from prefect_sessions.conversation.report import RunSummary
-from prefect_sessions.conversation.results import ConversationResult, ResultStore
-from prefect_sessions.conversation.runner import RunCounters
-from prefect_sessions.conversation.shards import (
+from prefect_sessions.batch import shards as shards_module
+from prefect_sessions.batch.chunks import WHOLE_SUITE, Share, results_file
+from prefect_sessions.batch.report import RunSummary
+from prefect_sessions.batch.shards import (
     ShardReport,
     ShardsFailedError,
     _merge,
@@ -37,9 +33,13 @@ from prefect_sessions.conversation.shards import (
     credentials_reference,
     shard_parameters,
 )
+from prefect_sessions.conversation.dataset import iter_conversations
+from prefect_sessions.conversation.results import ConversationResult, ResultStore
+from prefect_sessions.conversation.runner import RunCounters
 from prefect_sessions.conversation.suite import load_suite
 from prefect_sessions.emulator import EmulatorHandle
 from prefect_sessions.errors import ConfigurationError
+from prefect_sessions.flows import batch_conversations
 from prefect_sessions.voiceflow import VoiceflowCredentials
 
 START = "POST /v4/project/{projectID}/environment/{environmentID}/session"

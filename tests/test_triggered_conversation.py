@@ -17,10 +17,11 @@ from prefect_sessions.conversation.triggered import (
     FAILED_EVENT,
     ConversationNotCompleted,
 )
-from prefect_sessions.conversation.turns import Turn
 from prefect_sessions.emulator import EmulatorHandle
-from prefect_sessions.flow_parameters import inline_credentials, provider_of
+from prefect_sessions.flow_parameters import inline_credentials
 from prefect_sessions.liveavatar import LiveAvatarCredentials
+from prefect_sessions.providers import provider_of
+from prefect_sessions.seam.turns import Turn
 from prefect_sessions.vectara import VectaraCredentials
 from prefect_sessions.voiceflow import VoiceflowCredentials
 
@@ -142,4 +143,4 @@ def test_inline_credentials_are_told_apart_from_references() -> None:
     }
     assert inline_credentials(parameters, ["credentials", "other", "none", "missing"]) == ["other"]
     block = VoiceflowCredentials(api_key=SecretStr(KEY), project_id="p")
-    assert provider_of(block) == "voiceflow"
+    assert provider_of(block).name == "voiceflow"

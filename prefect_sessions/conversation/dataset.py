@@ -21,7 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
 from prefect_sessions.conversation.suite import ConversationSpec, LoadedSuite, SuiteError
-from prefect_sessions.conversation.turns import Turn
+from prefect_sessions.seam.turns import Turn
 
 _jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prefect_sessions.conversation.dataset import Conversation
-from prefect_sessions.conversation.protocol import ConversationAdapter, ConversationFailure
 from prefect_sessions.conversation.results import (
     ConversationResult,
     ResultStore,
@@ -28,6 +27,7 @@ from prefect_sessions.errors import (
     RateLimitedError,
     RunStoppedError,
 )
+from prefect_sessions.seam.adapter import ConversationAdapter, ConversationFailure
 
 #: Failures a fresh session may cure, so the whole conversation is tried again.
 RESTARTABLE = (OutcomeUnknownError, ProviderUnavailableError, RateLimitedError)

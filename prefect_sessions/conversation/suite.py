@@ -23,9 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from prefect_sessions.conversation.providers import provider_spec
-from prefect_sessions.conversation.turns import Turn
 from prefect_sessions.errors import ConfigurationError
+from prefect_sessions.providers import get_provider
+from prefect_sessions.seam.turns import Turn
 
 #: A suite file larger than this is refused before parsing (datasets hold the bulk data).
 MAX_SUITE_BYTES = 5 * 1024 * 1024
@@ -100,7 +100,7 @@ class Suite(BaseModel):
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        provider_spec(value)  # raises with the list of known providers
+        get_provider(value)  # raises with the list of known providers
         return value
 
     @model_validator(mode="after")
@@ -207,7 +207,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
 
 def _provider_problems(suite: Suite, root: yaml.Node | None, source: str) -> list[str]:
     """Turn kinds and expectations the provider does not support, checked before any request."""
-    spec = provider_spec(suite.provider)
+    spec = get_provider(suite.provider)
     problems = []
     for c, conversation in enumerate(suite.conversations):
         for t, turn in enumerate(conversation.turns):

@@ -3,7 +3,7 @@
 An automation (a deployment trigger on, say, ``crm.ticket.created``) starts a flow run with the
 user and the variables from the event; :func:`run_triggered_conversation` opens a session for that
 user with those variables, takes the configured turns with the suite models
-(:class:`~prefect_sessions.conversation.turns.Turn`, expectations included) through the provider's
+(:class:`~prefect_sessions.seam.turns.Turn`, expectations included) through the provider's
 conversation adapter, and emits one event:
 
 - ``prefect-sessions.conversation.completed`` when every turn was taken and every expectation held;
@@ -27,15 +27,14 @@ from prefect.context import FlowRunContext
 from prefect.events import emit_event
 
 from prefect_sessions.conversation.dataset import Conversation
-from prefect_sessions.conversation.protocol import ConnectionSettings
-from prefect_sessions.conversation.providers import ProviderSpec, provider_spec
 from prefect_sessions.conversation.results import ConversationResult
 from prefect_sessions.conversation.runner import run_conversation
-from prefect_sessions.conversation.turns import Turn
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError
-from prefect_sessions.flow_parameters import provider_of
 from prefect_sessions.logs import run_logger
+from prefect_sessions.providers import Provider, get_provider, provider_of
+from prefect_sessions.seam.adapter import ConnectionSettings
+from prefect_sessions.seam.turns import Turn
 
 COMPLETED_EVENT = "prefect-sessions.conversation.completed"
 FAILED_EVENT = "prefect-sessions.conversation.failed"
@@ -55,7 +54,7 @@ class ConversationNotCompleted(PrefectSessionsError):
 
 
 def _check(
-    spec: ProviderSpec,
+    spec: Provider,
     credentials: ProviderCredentials,
     turns: Sequence[Turn],
     fields: Mapping[str, Any],
@@ -96,7 +95,7 @@ async def converse(
     provider: str, settings: ConnectionSettings, conversation: Conversation
 ) -> ConversationResult:
     """Open a session, take the turns, check the expectations, end the session."""
-    factory = provider_spec(provider).adapter_factory()
+    factory = get_provider(provider).adapter
     async with factory(settings) as adapter:
         return await run_conversation(adapter, conversation)
 
@@ -171,7 +170,7 @@ async def run_triggered_conversation(
             (so the flow run fails too).
     """
     logger = run_logger()
-    provider = provider_of(credentials)
+    provider = provider_of(credentials).name
     fields = dict(provider_fields or {})
     user_id = user_id.strip()
     origin = f"event {source_event_id}" if source_event_id else "a flow run"
@@ -182,7 +181,7 @@ async def run_triggered_conversation(
             )
         if not turns:
             raise ConfigurationError("turns is empty: give at least one turn (e.g. launch)")
-        problems = _check(provider_spec(provider), credentials, turns, fields)
+        problems = _check(get_provider(provider), credentials, turns, fields)
         if problems:
             raise ConfigurationError("; ".join(problems))
         conversation = Conversation(

@@ -7,11 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect_sessions.conversation.adapters.base import ClientAdapter
-from prefect_sessions.conversation.adapters.credentials import resolve_credentials
-from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
-from prefect_sessions.conversation.turns import Reply, Turn
-from prefect_sessions.voiceflow import (
+from prefect_sessions.seam.adapter import (
+    ClientAdapter,
+    ConnectionSettings,
+    ConversationFailure,
+    resolve_credentials,
+)
+from prefect_sessions.seam.turns import Reply, Turn
+from prefect_sessions.voiceflow.client import STATE_USER_ID_MAX, VoiceflowClient
+from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
+from prefect_sessions.voiceflow.models import (
     Action,
     Entity,
     EventAction,
@@ -20,11 +25,8 @@ from prefect_sessions.voiceflow import (
     NoReplyAction,
     TextAction,
     TurnResult,
-    VoiceflowClient,
-    VoiceflowCredentials,
     VoiceflowSession,
 )
-from prefect_sessions.voiceflow.client import STATE_USER_ID_MAX
 
 
 def _user_id(conversation_id: str) -> str:

@@ -1,22 +1,21 @@
-"""The batch flow: a suite in, results out, in this process or sharded across a work pool.
+"""A batch run: a suite in, results out, in this process or sharded across a work pool.
 
-In this process, chunk tasks run the conversations (:mod:`.execution`). With ``shards`` above one,
+In this process, chunk tasks run the conversations (:mod:`.chunks`). With ``shards`` above one,
 each share of the suite runs as a flow run of the shard deployment on the pool's workers, and the
-results merge into one report here (:mod:`.shards`).
+results merge into one report here (:mod:`.shards`). The flow that runs it is
+:func:`prefect_sessions.flows.batch_conversations`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.states import Failed
-from pydantic import Field
 
-from prefect_sessions.conversation.execution import (
+from prefect_sessions.batch.chunks import (
     DEFAULT_RESULTS_DIR,
     WHOLE_SUITE,
     connection_settings,
@@ -26,9 +25,9 @@ from prefect_sessions.conversation.execution import (
     run_share,
     slug,
 )
-from prefect_sessions.conversation.report import RunSummary, markdown_report
+from prefect_sessions.batch.report import RunSummary, markdown_report
+from prefect_sessions.batch.shards import SHARD_DEPLOYMENT, run_sharded
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
-from prefect_sessions.conversation.shards import SHARD_DEPLOYMENT, run_sharded
 from prefect_sessions.conversation.suite import LoadedSuite, load_suite
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError, RunStoppedError
@@ -55,42 +54,26 @@ def _failures(store: ResultStore, latest: dict[str, str]) -> Iterator[Conversati
             yield result
 
 
-# The summary is persisted (JSON, no secrets in it): a caller reading a run's result through the
-# API (run_deployment, a state the server answered with) gets it too, not MissingResult.
-@flow(name="batch-conversations", persist_result=True, result_serializer="json")
-async def batch_conversations(
+async def run_batch(
     suite_path: str,
-    run_key: Annotated[str, Field(max_length=200)] | None = None,
-    base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+")] | None = None,
-    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
-    rate: Annotated[float, Field(gt=0)] | None = None,
-    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
+    run_key: str | None = None,
+    base_url: str | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    max_share: float | None = None,
     credentials: ProviderCredentials | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
-    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
+    chunk_size: int = 100,
+    shards: int = 1,
     shard_deployment: str | None = SHARD_DEPLOYMENT,
 ) -> RunSummary:
-    """Run every conversation of a suite and report what passed, what failed and why.
+    """Run every conversation of a suite inside the current flow run; publish the summary and
+    the report as artifacts. The parameters are the flow's
+    (:func:`prefect_sessions.flows.batch_conversations`).
 
-    Args:
-        suite_path: the suite file (YAML).
-        run_key: name of this run; running again with the same key resumes it, skipping the
-            conversations that already reached a verdict. Default: a new key from the time.
-        base_url: send requests here instead (a private cloud, the emulator).
-        concurrency: conversations in flight at once (default: the suite's); with shards, in
-            each shard.
-        rate: requests per second to stay under, if known (otherwise learned from the provider).
-        max_share: use at most this share of the key's limit, leaving the rest to production
-            traffic on the same key (default: the suite's ``max_share``, else all of it).
-        credentials: a credentials block to use instead of the suite's connection.
-        results_dir: where the results file (JSONL) of each run is kept.
-        chunk_size: conversations per Prefect task run.
-        shards: above 1, cut the suite into this many shares, each run as a flow run of
-            ``shard_deployment`` on a worker of its work pool; results merge into one report.
-        shard_deployment: the deployment the shards run as (``flow name/deployment name``);
-            ``None`` runs them as tasks on this flow's task runner instead (e.g. prefect-dask's
-            ``DaskTaskRunner``).
+    Returns:
+        The run's summary, or (as Prefect reads a returned state) the Failed state of a run that
+        could not start or stopped, with one line as its message.
     """
     started = time.perf_counter()
     logger = run_logger()
@@ -198,9 +181,10 @@ async def _publish(
 __all__ = [
     "DEFAULT_RESULTS_DIR",
     "MAX_SHARDS",
-    "batch_conversations",
     "connection_settings",
+    "ended_with",
     "listen",
     "new_run_key",
+    "run_batch",
     "slug",
 ]

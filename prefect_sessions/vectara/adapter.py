@@ -6,11 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prefect_sessions.conversation.adapters.base import ClientAdapter
-from prefect_sessions.conversation.adapters.credentials import resolve_credentials
-from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
-from prefect_sessions.conversation.turns import Reply, Turn
-from prefect_sessions.vectara import VectaraClient, VectaraCredentials
+from prefect_sessions.seam.adapter import (
+    ClientAdapter,
+    ConnectionSettings,
+    ConversationFailure,
+    resolve_credentials,
+)
+from prefect_sessions.seam.turns import Reply, Turn
+from prefect_sessions.vectara.client import VectaraClient
+from prefect_sessions.vectara.credentials import VectaraCredentials
 
 #: Idle minutes after which Vectara deletes a session the run left behind (``tti_minutes``).
 IDLE_SESSION_MINUTES = 60

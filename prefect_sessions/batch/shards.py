@@ -40,7 +40,7 @@ from prefect.flow_runs import wait_for_flow_run
 from prefect.states import Scheduled, get_state_result
 from pydantic import BaseModel, Field
 
-from prefect_sessions.conversation.execution import (
+from prefect_sessions.batch.chunks import (
     DEFAULT_RESULTS_DIR,
     Share,
     ShareOutcome,

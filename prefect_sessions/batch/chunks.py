@@ -30,13 +30,13 @@ from prefect.utilities.annotations import quote
 from pydantic import SecretStr
 
 from prefect_sessions.conversation.dataset import Conversation, iter_conversations
-from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationAdapter
-from prefect_sessions.conversation.providers import provider_spec
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
 from prefect_sessions.conversation.suite import LoadedSuite, Suite
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import RunStoppedError
+from prefect_sessions.providers import get_provider
+from prefect_sessions.seam.adapter import ConnectionSettings, ConversationAdapter
 
 DEFAULT_RESULTS_DIR = ".prefect-sessions/runs"
 
@@ -260,7 +260,7 @@ async def run_share(
 
     # One adapter (one connection pool) for every chunk: a new one per chunk would open new
     # connections and pay the client's set-up each time.
-    async with provider_spec(suite.provider).adapter_factory()(settings) as adapter:
+    async with get_provider(suite.provider).adapter(settings) as adapter:
         pending: set[asyncio.Task[None]] = set()
         for chunk in _chunks(to_run, chunk_size):
             await gate.acquire()  # hold at most PARALLEL_CHUNKS chunks in memory and in flight

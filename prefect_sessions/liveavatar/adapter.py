@@ -12,16 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect_sessions.conversation.adapters.base import ClientAdapter
-from prefect_sessions.conversation.adapters.credentials import resolve_credentials
-from prefect_sessions.conversation.protocol import ConnectionSettings, ConversationFailure
-from prefect_sessions.conversation.turns import Reply, Turn
-from prefect_sessions.liveavatar import (
-    AvatarPersona,
-    FullSessionConfig,
-    LiveAvatarClient,
-    LiveAvatarCredentials,
+from prefect_sessions.liveavatar.client import LiveAvatarClient
+from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
+from prefect_sessions.liveavatar.models import AvatarPersona, FullSessionConfig
+from prefect_sessions.seam.adapter import (
+    ClientAdapter,
+    ConnectionSettings,
+    ConversationFailure,
+    resolve_credentials,
 )
+from prefect_sessions.seam.turns import Reply, Turn
 
 #: LiveAvatar's public sandbox avatar ("Wayne"): sandbox sessions use no credits.
 SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"

@@ -1,1 +1,0 @@
-"""One adapter per provider, implementing :mod:`prefect_sessions.conversation.protocol`."""

@@ -1,0 +1,77 @@
+"""The ``batch-conversations`` flow: every conversation of a suite, the summary and the report.
+
+Defined once: ``prefect-sessions run`` calls it in-process, and the deployments run it through the
+thin entrypoint ``flows/batch_conversations.py`` (``prefect.yaml``). Its parameters are what the
+Prefect UI's run form shows: ``credentials`` is the union of the registered providers' credentials
+blocks (a choice of block type and a picker of saved blocks, secret fields masked); a picked block
+is stored in the flow run as a reference, never as values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import flow
+from pydantic import Field
+
+from prefect_sessions.batch.chunks import DEFAULT_RESULTS_DIR
+from prefect_sessions.batch.report import RunSummary
+from prefect_sessions.batch.run import MAX_SHARDS, run_batch
+from prefect_sessions.batch.shards import SHARD_DEPLOYMENT
+from prefect_sessions.flow_parameters import require_block_references
+from prefect_sessions.providers import AnyCredentials
+
+
+# The summary is persisted (JSON, no secrets in it): a caller reading a run's result through the
+# API (run_deployment, a state the server answered with) gets it too, not MissingResult.
+@flow(name="batch-conversations", persist_result=True, result_serializer="json")
+async def batch_conversations(
+    suite_path: str,
+    credentials: AnyCredentials | None = None,
+    run_key: Annotated[str, Field(max_length=200)] | None = None,
+    base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+")] | None = None,
+    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
+    rate: Annotated[float, Field(gt=0)] | None = None,
+    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
+    results_dir: str = DEFAULT_RESULTS_DIR,
+    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
+    shard_deployment: str | None = SHARD_DEPLOYMENT,
+) -> RunSummary:
+    """Run every conversation of a suite and report what passed, what failed and why.
+
+    Args:
+        suite_path: The suite file (YAML), relative to the working directory of the run.
+        credentials: A saved credentials block of the suite's provider, used instead of the
+            suite's own connection. Empty: the suite's saved block or inline connection.
+        run_key: Name of this run; running again with the same key resumes it, skipping the
+            conversations that already reached a verdict. Empty: a new key from the time.
+        base_url: Send requests here instead (a private cloud, the emulator).
+        concurrency: Conversations in flight at once (with shards, in each shard). Empty: the
+            suite's.
+        rate: Requests per second to stay under, if known. Empty: learned from the provider.
+        max_share: Use at most this share of the key's limit, leaving the rest to production
+            traffic on the same key (e.g. 0.5). Empty: the suite's max_share, else all of it.
+        results_dir: Where the results file (JSONL) of each run is kept, on the worker.
+        chunk_size: Conversations per Prefect task run.
+        shards: Above 1, cut the suite into this many shares, each run as a flow run of the
+            shard deployment on a worker of its work pool, and merge their results into one
+            report here.
+        shard_deployment: The deployment the shards run as (flow name/deployment name). Empty:
+            the shards run as tasks on this flow's task runner instead (e.g. prefect-dask's
+            DaskTaskRunner).
+    """
+    require_block_references("credentials")
+    return await run_batch(
+        suite_path=suite_path,
+        run_key=run_key,
+        base_url=base_url,
+        concurrency=concurrency,
+        rate=rate,
+        max_share=max_share,
+        credentials=credentials,
+        results_dir=results_dir,
+        chunk_size=chunk_size,
+        shards=shards,
+        shard_deployment=shard_deployment,
+    )

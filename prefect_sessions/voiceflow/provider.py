@@ -1,0 +1,17 @@
+"""Voiceflow's entry in the provider registry: every turn and expectation kind a suite has."""
+
+from __future__ import annotations
+
+from prefect_sessions.seam.provider import ALL_EXPECTATIONS, ALL_TURNS, Provider
+from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
+from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
+
+PROVIDER = Provider(
+    name="voiceflow",
+    credentials=VoiceflowCredentials,
+    adapter=VoiceflowAdapter,
+    turn_kinds=ALL_TURNS,
+    expectation_kinds=ALL_EXPECTATIONS,
+    required_connection=("project_id",),
+    optional_connection=("environment",),
+)
