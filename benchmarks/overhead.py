@@ -34,7 +34,7 @@ from prefect_sessions.batch.run import connection_settings
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.conversation.runner import run_conversations
-from prefect_sessions.conversation.suite import load_suite
+from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.http import reset_shared_pacers
 from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 

@@ -5,7 +5,7 @@ process runs its share of the conversations (``run_conversations`` with the Voic
 never told R). Two ways, side by side:
 
 - ``redis shared pacer``: every worker paces through one schedule in Redis
-  (``prefect_sessions.http.shared_pacing.use_redis_pacing``);
+  (``prefect_sessions.http.pacers.use_redis_pacing``);
 - ``in-process pacers``: each worker learns the limit on its own and paces only itself.
 
 Throughput = requests that succeeded / (last worker's end - first worker's start); workers are
@@ -48,8 +48,8 @@ def worker(args: argparse.Namespace) -> None:
     from prefect_sessions.conversation.dataset import iter_conversations
     from prefect_sessions.conversation.results import ResultStore
     from prefect_sessions.conversation.runner import run_conversations
-    from prefect_sessions.conversation.suite import load_suite
-    from prefect_sessions.http.shared_pacing import use_redis_pacing
+    from prefect_sessions.conversation.suite_file import load_suite
+    from prefect_sessions.http.pacers import use_redis_pacing
     from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 
     if args.namespace:  # the shared schedule; otherwise each process paces itself

@@ -25,8 +25,8 @@ from prefect_sessions.batch.chunks import WHOLE_SUITE, results_file
 from prefect_sessions.batch.report import RunSummary, write_json_report, write_junit
 from prefect_sessions.batch.run import DEFAULT_RESULTS_DIR, listen, new_run_key
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
-from prefect_sessions.conversation.suite import LoadedSuite, SuiteError, load_suite
-from prefect_sessions.emulator import cli as emulator_cli
+from prefect_sessions.conversation.suite import LoadedSuite, SuiteError
+from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.errors import ConfigurationError, RunStoppedError
 
 if TYPE_CHECKING:
@@ -76,15 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("suite", help="the suite file (YAML)")
 
-    emulator = commands.add_parser(
+    # Listed for --help only: main() hands `emulator ...` to the emulator's own command before
+    # parsing, so validating or running a suite never loads the emulator (FastAPI, uvicorn).
+    commands.add_parser(
         "emulator",
-        help="serve Voiceflow, Vectara Agents and LiveAvatar APIs locally",
-        description=(
-            "Serve a local emulator of the Voiceflow runtime, Vectara Agents and LiveAvatar "
-            "APIs on one port. Any non-empty API key works unless --api-key is given."
-        ),
+        help="serve Voiceflow, Vectara Agents and LiveAvatar APIs locally (emulator --help)",
+        add_help=False,
     )
-    emulator_cli.add_arguments(emulator)
     return parser
 
 
@@ -261,9 +259,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prefect-sessions`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        from prefect_sessions.emulator.cli import main as emulator_main
+
+        return emulator_main(argv[1:])
     args = _parser().parse_args(argv)
-    if args.command == "emulator":
-        return emulator_cli.serve(args)
     if args.command == "validate":
         loaded = _validate(args.suite)
         if loaded is None:

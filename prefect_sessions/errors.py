@@ -8,10 +8,27 @@ from anything the server echoes back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:  # the engine imports this module; a runtime import would be circular
-    from prefect_sessions.http.hints import RetryHint
+
+# Defined here, beside the errors that carry it, so that the errors need nothing from the engine
+# (prefect_sessions.http.hints reads it off the headers).
+@dataclass(frozen=True)
+class RetryHint:
+    """The server's answer to "how long until I may send again".
+
+    Attributes:
+        seconds: the shortest wait the server allows, never negative.
+        resolution: how coarse that value is. ``Retry-After: 2`` is floored by servers such as
+            Voiceflow's runtime, so the real wait lies in ``[2, 3)``: resolution 1.0. Jitter is
+            spread over it so a fleet told "0" does not come back in the same millisecond.
+        source: the header the value came from (for messages, never for logic).
+    """
+
+    seconds: float
+    resolution: float
+    source: str
 
 
 class PrefectSessionsError(Exception):

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from prefect_sessions.http import HttpClient, Pacer, RetryPolicy, SecretHeaderAuth
 from prefect_sessions.http.breaker import CircuitBreaker
-from prefect_sessions.http.pacing import reset_shared_pacers
+from prefect_sessions.http.pacers import reset_shared_pacers
 
 #: Fixtures kept with their helpers: ``own_redis`` (a redis-server to stop and start).
 pytest_plugins = ["tests.support.own_redis"]

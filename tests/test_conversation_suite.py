@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from prefect_sessions.conversation.dataset import iter_conversations
-from prefect_sessions.conversation.suite import SuiteError, load_suite
+from prefect_sessions.conversation.suite import SuiteError
+from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.seam.turns import Expectation, Reply, Turn
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

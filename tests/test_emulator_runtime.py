@@ -118,7 +118,7 @@ def test_the_cli_serves_on_127_0_0_1_with_real_uvicorn() -> None:
 
 
 def test_the_cli_explains_a_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulator", "--faults", "error=2"]) == 2
+    assert main(["--faults", "error=2"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
 
 

@@ -15,7 +15,7 @@ from prefect_sessions.batch.chunks import connection_settings
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.conversation.runner import run_conversations
-from prefect_sessions.conversation.suite import load_suite
+from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.emulator import EmulatorHandle
 from prefect_sessions.http import HttpClient, SecretHeaderAuth
 from prefect_sessions.voiceflow.adapter import VoiceflowAdapter

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 from prefect_sessions.cli import main
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.runner import run_conversation
-from prefect_sessions.conversation.suite import MAX_SUITE_BYTES, SuiteError, load_suite
+from prefect_sessions.conversation.suite import SuiteError
+from prefect_sessions.conversation.suite_file import MAX_SUITE_BYTES, load_suite
 from prefect_sessions.emulator import EmulatorConfig, create_app
 from prefect_sessions.flows import batch_conversations
 from prefect_sessions.providers import get_provider, names

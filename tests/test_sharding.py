@@ -36,7 +36,7 @@ from prefect_sessions.batch.shards import (
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters
-from prefect_sessions.conversation.suite import load_suite
+from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.emulator import EmulatorHandle
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.flows import batch_conversations

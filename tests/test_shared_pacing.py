@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from prefect_sessions.http.pacing import Pacer, set_pacer_factory, shared_pacer
+from prefect_sessions.http.pacers import set_pacer_factory, shared_pacer
+from prefect_sessions.http.pacing import Pacer
 from prefect_sessions.http.shared_pacing import RedisPacer, redis_pacer_factory
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

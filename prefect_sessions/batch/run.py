@@ -28,7 +28,8 @@ from prefect_sessions.batch.chunks import (
 from prefect_sessions.batch.report import RunSummary, markdown_report
 from prefect_sessions.batch.shards import SHARD_DEPLOYMENT, run_sharded
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
-from prefect_sessions.conversation.suite import LoadedSuite, load_suite
+from prefect_sessions.conversation.suite import LoadedSuite
+from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError, RunStoppedError
 from prefect_sessions.http.shared_pacing import check_shared_pacing

@@ -51,7 +51,8 @@ from prefect_sessions.batch.chunks import (
 )
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters
-from prefect_sessions.conversation.suite import LoadedSuite, load_suite
+from prefect_sessions.conversation.suite import LoadedSuite
+from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, RunStoppedError
 from prefect_sessions.logs import run_logger

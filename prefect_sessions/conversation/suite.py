@@ -8,8 +8,6 @@ the file, the line, the path inside the suite and how to fix it.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,6 @@ from pydantic import (
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.providers import get_provider
 from prefect_sessions.seam.turns import Turn
-
-#: A suite file larger than this is refused before parsing (datasets hold the bulk data).
-MAX_SUITE_BYTES = 5 * 1024 * 1024
 
 
 class SuiteError(ConfigurationError):
@@ -232,66 +227,3 @@ def _provider_problems(suite: Suite, root: yaml.Node | None, source: str) -> lis
             for problem in spec.connection_problems(suite.connection.provider_fields)
         )
     return problems
-
-
-def load_suite(path: str | Path, *, environ: dict[str, str] | None = None) -> LoadedSuite:
-    """Read and validate a suite file, its datasets and the environment it needs.
-
-    Raises:
-        SuiteError: with every problem found, each with its location and fix.
-    """
-    path = Path(path)
-    source = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_SUITE_BYTES:
-            raise SuiteError(
-                source,
-                [
-                    f"{source}: the file is {size} bytes; keep suites under "
-                    f"{MAX_SUITE_BYTES} bytes and put bulk rows in a dataset (CSV or JSONL)"
-                ],
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SuiteError(source, [f"{source}: cannot read the file: {exc.strerror}"]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SuiteError(
-            source, [f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8"]
-        ) from None
-    suite = parse_suite(text, source)
-    loaded = LoadedSuite(suite=suite, path=path)
-    problems = list(
-        _environment_problems(suite, source, os.environ if environ is None else environ)
-    )
-    # Expanding every conversation checks every dataset row and template without keeping them.
-    from prefect_sessions.conversation.dataset import iter_conversations
-
-    try:
-        loaded.conversation_count = sum(1 for _ in iter_conversations(loaded))
-    except SuiteError as exc:
-        problems.extend(exc.problems)
-    if problems:
-        raise SuiteError(source, problems)
-    return loaded
-
-
-def _environment_problems(
-    suite: Suite, source: str, environ: dict[str, str] | Any
-) -> Iterator[str]:
-    connection = suite.connection
-    if connection is None or suite.credentials is not None:
-        return  # the key comes from the saved block
-    if not connection.api_key_env:
-        yield (
-            f"{source}: connection.api_key_env: name the environment variable that holds the "
-            f"API key (e.g. api_key_env: {suite.provider.upper()}_API_KEY)"
-        )
-    elif not environ.get(connection.api_key_env):
-        yield (
-            f"{source}: connection.api_key_env: the environment variable "
-            f"{connection.api_key_env} is not set; export it with the API key "
-            "(any non-empty value works against the emulator)"
-        )

@@ -4,4 +4,4 @@ import sys
 
 from prefect_sessions.emulator.cli import main
 
-raise SystemExit(main(["emulator", *sys.argv[1:]]))
+raise SystemExit(main(sys.argv[1:]))

@@ -14,7 +14,7 @@ from prefect_sessions.emulator.server import LOOPBACK, bind, uvicorn_config
 
 
 def add_arguments(emulator: argparse.ArgumentParser) -> None:
-    """The ``emulator`` subcommand's options (the top-level CLI owns the parser)."""
+    """The ``emulator`` command's options."""
     emulator.add_argument("--host", default=LOOPBACK, help="address to listen on (127.0.0.1)")
     emulator.add_argument("--port", type=int, default=8787, help="port to listen on (8787)")
     shape = (
@@ -98,7 +98,13 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``prefect-sessions`` command (kept here for ``python -m prefect_sessions.emulator``)."""
-    from prefect_sessions.cli import main as cli_main
-
-    return cli_main(argv)
+    """``prefect-sessions emulator [options]`` and ``python -m prefect_sessions.emulator``."""
+    parser = argparse.ArgumentParser(
+        prog="prefect-sessions emulator",
+        description=(
+            "Serve a local emulator of the Voiceflow runtime, Vectara Agents and LiveAvatar "
+            "APIs on one port. Any non-empty API key works unless --api-key is given."
+        ),
+    )
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))

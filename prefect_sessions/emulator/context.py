@@ -1,16 +1,16 @@
-"""Reach the emulator's state from a request, without import cycles between state and routes."""
+"""Reach the emulator's state from a request.
+
+Typed ``Any`` on purpose: :mod:`.state` builds every vendor's store, so a vendor's routes cannot
+import it back. Each vendor module types the part it reads with a small protocol instead.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
-if TYPE_CHECKING:
-    from prefect_sessions.emulator.state import EmulatorState
 
-
-def emulator_state(connection: HTTPConnection) -> EmulatorState:
+def emulator_state(connection: HTTPConnection) -> Any:
     """The state of the app serving this request or websocket."""
-    state: EmulatorState = connection.app.state.emulator
-    return state
+    return connection.app.state.emulator

@@ -298,7 +298,7 @@ def require_session_token(request: Request) -> LiveAvatarSession:
     token = _bearer(request)
     if token is None:
         raise LiveAvatarHTTPError(401, "Missing session token: send 'Authorization: Bearer ...'")
-    store = emulator_state(request).liveavatar
+    store: LiveAvatarStore = emulator_state(request).liveavatar
     session_id = store.by_token.get(token)
     if session_id is None:
         raise LiveAvatarHTTPError(401, "Invalid or expired session token")
@@ -314,7 +314,8 @@ def _api_key_or_token(request: Request) -> tuple[str | None, LiveAvatarSession |
 
 
 def _owned(request: Request, session_id: str, api_key: str) -> LiveAvatarSession:
-    session = emulator_state(request).liveavatar.sessions.get(session_id)
+    store: LiveAvatarStore = emulator_state(request).liveavatar
+    session = store.sessions.get(session_id)
     if session is None or session.api_key != api_key:
         raise LiveAvatarHTTPError(404, f"Session {session_id} not found")
     return session

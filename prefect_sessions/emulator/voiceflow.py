@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -25,8 +25,20 @@ from prefect_sessions.emulator.agent import AgentScript, Button, Turn, split_for
 from prefect_sessions.emulator.context import emulator_state
 from prefect_sessions.emulator.errors import voiceflow_error
 
-if TYPE_CHECKING:
-    from prefect_sessions.emulator.state import EmulatorState
+
+class _KeySettings(Protocol):
+    api_keys: frozenset[str] | None
+
+
+class EmulatorState(Protocol):
+    """What Voiceflow's routes read of the emulator's state (:class:`.state.EmulatorState`)."""
+
+    agent: AgentScript
+    voiceflow: VoiceflowStore
+    settings: _KeySettings
+
+    def key_accepted(self, key: str | None) -> bool: ...
+
 
 #: The legacy runtime's default: these trace types are left out unless ``config.excludeTypes``
 #: says otherwise.

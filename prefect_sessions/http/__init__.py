@@ -1,10 +1,12 @@
 """The HTTP engine: one place for httpx, pacing, 429-aware retries and error mapping."""
 
+from prefect_sessions.errors import RetryHint
 from prefect_sessions.http.auth import CredentialAuth, SecretHeaderAuth
 from prefect_sessions.http.breaker import BreakerPolicy, CircuitBreaker
 from prefect_sessions.http.client import DEFAULT_TIMEOUT, USER_AGENT, HttpClient, RequestStats
-from prefect_sessions.http.hints import RateLimitInfo, RetryHint, rate_limit_info, retry_hint
-from prefect_sessions.http.pacing import Pacer, reset_shared_pacers, shared_pacer
+from prefect_sessions.http.hints import RateLimitInfo, rate_limit_info, retry_hint
+from prefect_sessions.http.pacers import reset_shared_pacers, shared_pacer, use_redis_pacing
+from prefect_sessions.http.pacing import Pacer
 from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_status
 
 __all__ = [
@@ -26,4 +28,5 @@ __all__ = [
     "reset_shared_pacers",
     "retry_hint",
     "shared_pacer",
+    "use_redis_pacing",
 ]

@@ -37,7 +37,8 @@ from prefect_sessions.http.auth import CredentialAuth
 from prefect_sessions.http.breaker import BreakerPolicy, CircuitBreaker, failure_kind
 from prefect_sessions.http.error_bodies import read_error_body
 from prefect_sessions.http.hints import retry_hint, should_retry_header
-from prefect_sessions.http.pacing import Pacer, shared_pacer
+from prefect_sessions.http.pacers import shared_pacer
+from prefect_sessions.http.pacing import Pacer
 from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_status
 
 logger = logging.getLogger("prefect_sessions.http")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
+from prefect_sessions.errors import RetryHint
+
 # A hint longer than a day is treated as garbage, not as an instruction: no provider we speak to
 # publishes windows that long, and trusting it would park a batch forever.
 MAX_CREDIBLE_HINT_SECONDS = 86_400.0
@@ -22,23 +24,6 @@ _EPOCH_THRESHOLD = 1_000_000_000.0
 
 _NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 _INTEGER = re.compile(r"^\s*\d+\s*$")
-
-
-@dataclass(frozen=True)
-class RetryHint:
-    """The server's answer to "how long until I may send again".
-
-    Attributes:
-        seconds: the shortest wait the server allows, never negative.
-        resolution: how coarse that value is. ``Retry-After: 2`` is floored by servers such as
-            Voiceflow's runtime, so the real wait lies in ``[2, 3)``: resolution 1.0. Jitter is
-            spread over it so a fleet told "0" does not come back in the same millisecond.
-        source: the header the value came from (for messages, never for logic).
-    """
-
-    seconds: float
-    resolution: float
-    source: str
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prefect_sessions.http.hints import RetryHint
+from prefect_sessions.errors import RetryHint
 
 #: Statuses worth a retry when the request is safe to replay.
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})

@@ -11,7 +11,8 @@ Lua script on Redis's own clock:
 - until a process has seen its first answer it sends one probe at a time, as the in-process pacer
   does; with no limit known (the server sends none), requests are not paced and Redis is not used.
 
-Turn it on for every client of a process with :func:`use_redis_pacing`, or by setting
+Turn it on for every client of a process with
+:func:`~prefect_sessions.http.pacers.use_redis_pacing`, or by setting
 ``PREFECT_SESSIONS_REDIS_URL`` (for example in a work pool's environment) before the first client
 is built. Redis is reached with the ``redis`` package (installed with Prefect).
 """
@@ -34,7 +35,7 @@ from redis.exceptions import RedisError
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.http.hints import rate_limit_info
 from prefect_sessions.http.learning import RateState, next_rate_state
-from prefect_sessions.http.pacing import Grant, Pacer, set_pacer_factory
+from prefect_sessions.http.pacing import Grant, Pacer
 
 if TYPE_CHECKING:
     import redis
@@ -341,7 +342,7 @@ def check_shared_pacing(environ: Mapping[str, str] | None = None) -> None:
 def redis_pacer_factory(
     url: str, *, namespace: str = DEFAULT_NAMESPACE
 ) -> Callable[[str, str, float | None], Pacer]:
-    """A pacer factory for :func:`~prefect_sessions.http.pacing.set_pacer_factory`: one Redis
+    """A pacer factory for :func:`~prefect_sessions.http.pacers.set_pacer_factory`: one Redis
     schedule per (base URL, credential fingerprint) under ``namespace``."""
 
     def make(base_url: str, fingerprint: str, rate: float | None) -> Pacer:
@@ -354,9 +355,3 @@ def redis_pacer_factory(
         )
 
     return make
-
-
-def use_redis_pacing(url: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
-    """Pace every client of this process through the Redis at ``url`` (e.g.
-    ``redis://127.0.0.1:6379/0``), shared with every other process that does the same."""
-    set_pacer_factory(redis_pacer_factory(url, namespace=namespace))

@@ -8,9 +8,11 @@ exit, an exception, or cancellation (a Prefect timeout, a cancelled flow run).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+from uuid import UUID
 
 import anyio
+from pydantic import SecretStr
 
 from prefect_sessions.errors import ConfigurationError, ProviderError, ProviderUnavailableError
 from prefect_sessions.liveavatar.errors import PROVIDER
@@ -19,6 +21,7 @@ from prefect_sessions.liveavatar.models import (
     FullSessionConfig,
     LiteSessionConfig,
     SessionEndReason,
+    SessionEntry,
     SessionToken,
     StartedSession,
     Transcript,
@@ -26,8 +29,32 @@ from prefect_sessions.liveavatar.models import (
 )
 from prefect_sessions.logs import run_logger
 
-if TYPE_CHECKING:
-    from prefect_sessions.liveavatar.client import LiveAvatarClient
+
+class SessionCalls(Protocol):
+    """The client calls a session makes; :class:`~prefect_sessions.liveavatar.LiveAvatarClient`
+    has them (typed here so that the session needs nothing from the client module)."""
+
+    async def create_session_token(
+        self, config: FullSessionConfig | LiteSessionConfig | Mapping[str, Any]
+    ) -> SessionToken: ...
+
+    async def start_session(self, session_token: SessionToken | SecretStr) -> StartedSession: ...
+
+    async def stop_session(
+        self, session_id: str | UUID, reason: SessionEndReason = "USER_CLOSED"
+    ) -> None: ...
+
+    async def get_session(self, session_id: str | UUID) -> SessionEntry: ...
+
+    async def keep_alive(self, session_id: str | UUID) -> None: ...
+
+    async def get_transcript(
+        self,
+        session_id: str | UUID,
+        *,
+        start_timestamp: int | None = None,
+        end_timestamp: int | None = None,
+    ) -> Transcript: ...
 
 
 class LiveAvatarSession:
@@ -58,7 +85,7 @@ class LiveAvatarSession:
 
     def __init__(
         self,
-        client: LiveAvatarClient,
+        client: SessionCalls,
         config: FullSessionConfig | LiteSessionConfig | Mapping[str, Any],
         *,
         reason_on_success: SessionEndReason = "USER_CLOSED",

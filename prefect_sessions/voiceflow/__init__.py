@@ -1,6 +1,6 @@
 """Voiceflow's Conversations API: credentials block, client, models and Prefect tasks."""
 
-from prefect_sessions.voiceflow.client import TraceStream, VoiceflowClient
+from prefect_sessions.voiceflow.client import VoiceflowClient
 from prefect_sessions.voiceflow.conversation import Conversation
 from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
 from prefect_sessions.voiceflow.errors import ButtonNotFoundError, SessionKeyRejectedError
@@ -29,6 +29,7 @@ from prefect_sessions.voiceflow.models import (
     VoiceflowSession,
     parse_trace,
 )
+from prefect_sessions.voiceflow.stream import TraceStream
 from prefect_sessions.voiceflow.tasks import (
     adelete_state,
     aemit_session_event,

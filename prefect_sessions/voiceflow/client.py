@@ -7,32 +7,29 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import EventSource, SSEError
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from prefect_sessions.errors import AuthenticationError, ConfigurationError, OutcomeUnknownError
 from prefect_sessions.http import HttpClient, SecretHeaderAuth
 from prefect_sessions.http.pacing import credential_fingerprint
+from prefect_sessions.voiceflow.conversation import Conversation
 from prefect_sessions.voiceflow.errors import SessionKeyRejectedError
 from prefect_sessions.voiceflow.models import (
     Action,
     InteractRequest,
     State,
     TextAction,
-    Trace,
     TurnConfig,
     TurnResult,
     UserID,
     VoiceflowSession,
     parse_trace,
 )
-
-if TYPE_CHECKING:
-    from prefect_sessions.voiceflow.conversation import Conversation
+from prefect_sessions.voiceflow.stream import TraceStream
 
 _user_id = TypeAdapter(UserID)
 
@@ -90,56 +87,6 @@ class _LatestSessions:
 
 
 _latest_sessions = _LatestSessions()
-
-
-class TraceStream:
-    """The traces of one streamed turn, yielded as they arrive.
-
-    Iterate it once. After the ``end`` event, :attr:`result` holds every trace, with completion
-    pieces assembled into messages. A stream that stops before ``end`` raises
-    :class:`OutcomeUnknownError`: the agent took the turn, but its answer is incomplete.
-    """
-
-    def __init__(self, response: httpx.Response, *, provider: str, operation: str) -> None:
-        self._response = response
-        self._provider = provider
-        self._operation = operation
-        self.traces: list[Trace] = []
-        self.finished = False
-
-    @property
-    def result(self) -> TurnResult:
-        """The traces received so far (all of them once the stream has finished)."""
-        return TurnResult(traces=list(self.traces))
-
-    def _incomplete(self, detail: str) -> OutcomeUnknownError:
-        return OutcomeUnknownError(
-            provider=self._provider,
-            operation=self._operation,
-            status_code=self._response.status_code,
-            detail=f"{detail} after {len(self.traces)} traces; the agent took the turn",
-        )
-
-    async def __aiter__(self) -> AsyncIterator[Trace]:
-        try:
-            async for event in EventSource(self._response).aiter_sse():
-                if event.event == "trace":
-                    try:
-                        # strict=False: the runtime may put raw control characters inside strings.
-                        trace = parse_trace(json.loads(event.data, strict=False))
-                    except ValueError as exc:
-                        raise self._incomplete(
-                            f"trace {len(self.traces) + 1} is unreadable: {exc}"
-                        ) from exc
-                    self.traces.append(trace)
-                    yield trace
-                elif event.event == "end":
-                    self.finished = True
-                    return
-                # Other frames (legacy "state", comments, keep-alives) carry no trace.
-        except SSEError as exc:
-            raise self._incomplete(f"the answer was not an event stream ({exc})") from exc
-        raise self._incomplete("the stream ended before its end event")
 
 
 class VoiceflowClient:
@@ -445,8 +392,6 @@ class VoiceflowClient:
 
     def conversation(self, user_id: str, **options: Any) -> Conversation:
         """A :class:`Conversation` for ``user_id`` on this client (see its options)."""
-        from prefect_sessions.voiceflow.conversation import Conversation
-
         return Conversation(self, user_id, **options)
 
     # -- reading answers --------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
-from prefect_sessions.voiceflow.client import TraceStream, VoiceflowClient
 from prefect_sessions.voiceflow.errors import ButtonNotFoundError
 from prefect_sessions.voiceflow.models import (
     Action,
@@ -16,6 +16,42 @@ from prefect_sessions.voiceflow.models import (
     TurnResult,
     VoiceflowSession,
 )
+from prefect_sessions.voiceflow.stream import TraceStream
+
+
+class ConversationCalls(Protocol):
+    """The client calls a conversation makes; :class:`~prefect_sessions.voiceflow.VoiceflowClient`
+    has them (typed here so that this module needs nothing from the client module)."""
+
+    async def start_session(
+        self, user_id: str, *, environment: str | None = None, traffic_split: bool = False
+    ) -> VoiceflowSession: ...
+
+    async def interact(
+        self,
+        session: VoiceflowSession,
+        action: Action | str,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        state: Any = None,
+        config: TurnConfig | None = None,
+    ) -> TurnResult: ...
+
+    def interact_stream(
+        self,
+        session: VoiceflowSession,
+        action: Action | str,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        state: Any = None,
+        config: TurnConfig | None = None,
+    ) -> AbstractAsyncContextManager[TraceStream]: ...
+
+    async def get_state(self, user_id: str) -> State: ...
+
+    async def update_variables(self, user_id: str, variables: Mapping[str, Any]) -> State: ...
+
+    async def delete_state(self, user_id: str) -> None: ...
 
 
 class Conversation:
@@ -41,7 +77,7 @@ class Conversation:
 
     def __init__(
         self,
-        client: VoiceflowClient,
+        client: ConversationCalls,
         user_id: str,
         *,
         config: TurnConfig | None = None,

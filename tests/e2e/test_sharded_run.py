@@ -33,7 +33,7 @@ from prefect.states import Failed
 
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.results import ResultStore
-from prefect_sessions.conversation.suite import load_suite
+from prefect_sessions.conversation.suite_file import load_suite
 from tests.e2e.conftest import KEYS, ROOT, SHARD_WORKERS, Stack, secrets_in
 from tests.e2e.test_deployments import NIGHTLY, SHARD, _finished, _rows
 
