@@ -16,12 +16,15 @@ from pydantic import Field, field_validator
 
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.http import BreakerPolicy, CredentialAuth, HttpClient, RetryPolicy
+from prefect_sessions.http.envelope import GENERIC, Envelope
 
 
 class ProviderCredentials(CredentialsBlock, abc.ABC):
     """Connection settings shared by the providers' credentials blocks (not a block type itself)."""
 
     provider_name: ClassVar[str]
+    #: How the provider's answers read; the engine takes it (:mod:`prefect_sessions.http.envelope`).
+    envelope: ClassVar[Envelope] = GENERIC
 
     base_url: str = Field(
         default=...,
@@ -135,6 +138,7 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
                 retry=self.retry_policy(),
                 timeout=self.http_timeout(),
                 breaker=self.breaker_policy(),
+                envelope=self.envelope,
                 transport=transport,
                 **overrides,
             )

@@ -35,7 +35,7 @@ from prefect_sessions.errors import (
 )
 from prefect_sessions.http.auth import CredentialAuth
 from prefect_sessions.http.breaker import BreakerPolicy, CircuitBreaker, failure_kind
-from prefect_sessions.http.error_bodies import read_error_body
+from prefect_sessions.http.envelope import GENERIC, Envelope, UnreadableAnswer
 from prefect_sessions.http.hints import retry_hint, should_retry_header
 from prefect_sessions.http.pacers import shared_pacer
 from prefect_sessions.http.pacing import Pacer
@@ -60,6 +60,14 @@ def _ssl_context() -> ssl.SSLContext:
     # task-pair call, per flow run, per shard): all share one context (an SSLContext is safe to
     # share across threads).
     return httpx.create_ssl_context()
+
+
+#: The request extension that carries the request's idempotency to the answer's reader.
+_IDEMPOTENT = "prefect_sessions.idempotent"
+
+
+def _json_kind(expect: type[Any]) -> str:
+    return "object" if expect is dict else "list"
 
 
 @dataclass
@@ -152,6 +160,7 @@ class HttpClient:
         max_connections: int = 100,
         max_share: float = 1.0,
         breaker: BreakerPolicy | CircuitBreaker | None = None,
+        envelope: Envelope | None = None,
     ) -> None:
         if rate is not None and not rate > 0:
             raise ConfigurationError("rate must be a positive number of requests per second")
@@ -160,6 +169,8 @@ class HttpClient:
                 "max_share must lie in (0, 1]: the share of the key's limit to use, e.g. 0.5"
             )
         self.provider = provider
+        #: How this provider's answers read (its error bodies, its success bodies).
+        self.envelope: Envelope = envelope or GENERIC
         self.base_url = _validated_base_url(base_url)
         self.retry_policy = retry or RetryPolicy()
         self.timeout = timeout or DEFAULT_TIMEOUT
@@ -245,8 +256,74 @@ class HttpClient:
             ProviderUnavailableError, OutcomeUnknownError, ProviderError.
         """
         client = self._require_open()
-        build = self._builder(client, method, path, json, params, headers)
+        build = self._builder(client, method, path, json, params, headers, idempotent)
         return await self._send(client, build, operation, idempotent, auth, stream=False)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        idempotent: bool,
+        expect: type[dict[str, Any]] | type[list[Any]] | None = None,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: CredentialAuth | None = None,
+    ) -> Any:
+        """:meth:`request`, then the answer's data as the provider's envelope reads it
+        (:meth:`read_json`).
+
+        Raises:
+            what :meth:`request` raises, and what :meth:`read_json` raises for an unreadable
+            answer.
+        """
+        response = await self.request(
+            method,
+            path,
+            operation=operation,
+            idempotent=idempotent,
+            json=json,
+            params=params,
+            headers=headers,
+            auth=auth,
+        )
+        return self.read_json(response, operation, expect=expect)
+
+    def read_json(
+        self,
+        response: httpx.Response,
+        operation: str,
+        *,
+        expect: type[dict[str, Any]] | type[list[Any]] | None = None,
+    ) -> Any:
+        """The data of a successful answer, as the provider's envelope reads it.
+
+        Raises:
+            OutcomeUnknownError: the answer to a request that is not idempotent could not be
+                read: the provider may have acted on it (a conversation restarts).
+            ProviderError: the answer to an idempotent request could not be read.
+        """
+        try:
+            data = self.envelope.read_success(response)
+        except UnreadableAnswer as exc:
+            raise self.unreadable(response, operation, exc.why) from None
+        if expect is not None and not isinstance(data, expect):
+            raise self.unreadable(response, operation, f"expected a JSON {_json_kind(expect)}")
+        return data
+
+    def unreadable(self, response: httpx.Response, operation: str, why: str) -> ProviderError:
+        """The error for an answer that arrived but could not be read: what it means follows
+        from the request's idempotency (:meth:`read_json`), the same for every provider."""
+        acted = not response.request.extensions.get(_IDEMPOTENT, False)
+        error_class = OutcomeUnknownError if acted else ProviderError
+        return error_class(
+            provider=self.provider,
+            operation=operation,
+            status_code=response.status_code,
+            detail=f"the answer could not be read: {self.redact(why)}",
+        )
 
     @asynccontextmanager
     async def stream(
@@ -268,7 +345,7 @@ class HttpClient:
         otherwise. Either way the whole call must be repeated by the caller, never resumed.
         """
         client = self._require_open()
-        build = self._builder(client, method, path, json, params, headers)
+        build = self._builder(client, method, path, json, params, headers, idempotent)
         response = await self._send(client, build, operation, idempotent, auth, stream=True)
         try:
             yield response
@@ -287,10 +364,17 @@ class HttpClient:
         json: Any,
         params: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
+        idempotent: bool,
     ) -> Callable[[], httpx.Request]:
         def build() -> httpx.Request:
             return client.build_request(
-                method, path, json=json, params=dict(params) if params else None, headers=headers
+                method,
+                path,
+                json=json,
+                params=dict(params) if params else None,
+                headers=headers,
+                # Read back by unreadable(): what a garbled answer means depends on it.
+                extensions={_IDEMPOTENT: idempotent},
             )
 
         return build
@@ -455,7 +539,7 @@ class HttpClient:
         attempts: int,
     ) -> ProviderError:
         status = response.status_code
-        body = read_error_body(response)
+        body = self.envelope.read_error(response)
         hint = retry_hint(response.headers, datetime.now(timezone.utc))
         retryable = is_retryable_status(
             status, idempotent=idempotent, should_retry=should_retry_header(response.headers)

@@ -27,11 +27,28 @@ class ErrorBody:
     field_errors: dict[str, str] = field(default_factory=dict)
 
 
+class UnreadableAnswer(Exception):
+    """A successful answer whose body cannot be read; ``why`` says what was wrong with it."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 class Envelope(Protocol):
-    """Reads what a provider said in a failed answer."""
+    """How a provider's answers read."""
 
     def read_error(self, response: httpx.Response) -> ErrorBody:
         """The message, request ID and field errors of an error answer (any body, even none)."""
+        ...
+
+    def read_success(self, response: httpx.Response) -> Any:
+        """The data of a successful answer (``None`` for an empty body).
+
+        Raises:
+            UnreadableAnswer: the body is not what this provider sends; the engine decides what
+                that means from the request's idempotency.
+        """
         ...
 
 
@@ -80,6 +97,15 @@ class JsonEnvelope:
     request_id_keys: tuple[str, ...] = ("request_id", "requestId")
     field_errors_key: str | None = None
     validation_detail: bool = False
+
+    def read_success(self, response: httpx.Response) -> Any:
+        if not response.content:
+            return None
+        try:
+            # strict=False: providers put raw control characters inside strings.
+            return json.loads(response.content, strict=False)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UnreadableAnswer(f"invalid JSON ({exc})") from None
 
     def read_error(self, response: httpx.Response) -> ErrorBody:
         try:

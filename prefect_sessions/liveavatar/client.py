@@ -11,6 +11,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.http import HttpClient, SecretHeaderAuth
+from prefect_sessions.http.paging import follow_cursor
 from prefect_sessions.liveavatar.errors import PROVIDER, SUCCESS_CODE, LiveAvatarResponseError
 from prefect_sessions.liveavatar.lite import LiteSocket
 from prefect_sessions.liveavatar.models import (
@@ -104,15 +105,15 @@ class LiveAvatarClient:
     def _unwrap(
         self, response: httpx.Response, operation: str, auth: SecretHeaderAuth | None = None
     ) -> Any:
+        # An answer that is not JSON means what it means for every provider: the engine decides
+        # from the request's idempotency. JSON that is not a success envelope is LiveAvatar
+        # saying "no" (or not saying "yes") inside a 2xx.
+        payload = self.http.read_json(response, operation)
         common: dict[str, Any] = {
             "provider": PROVIDER,
             "operation": operation,
             "status_code": response.status_code,
         }
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
         if not isinstance(payload, dict) or "code" not in payload:
             raise LiveAvatarResponseError(
                 detail="the body is not LiveAvatar's {code, data, message} envelope", **common
@@ -225,25 +226,26 @@ class LiveAvatarClient:
         }
         operation = f"list {type} sessions"
         seen: set[str] = set()
-        page_number = 1
-        while True:
+
+        async def fetch(page_number: int | None) -> tuple[list[SessionEntry], int | None]:
+            number = page_number or 1
             response = await self.http.request(
                 "GET",
                 "/v1/sessions",
                 operation=operation,
                 idempotent=True,
-                params={**params, "page": page_number},
+                params={**params, "page": number},
             )
             page = self._parse(SessionPage, self._unwrap(response, operation), response, operation)
             new = [entry for entry in page.results if entry.id not in seen]
-            for entry in new:
-                seen.add(entry.id)
-                yield entry
+            seen.update(entry.id for entry in new)
             # Sessions start and end while we page: trust `next` and `count`, but stop on a page
             # that brings nothing new, so a server that ignores `page` cannot loop us forever.
-            if not new or not (page.next or len(seen) < page.count):
-                return
-            page_number += 1
+            more = bool(new) and bool(page.next or len(seen) < page.count)
+            return new, number + 1 if more else None
+
+        async for entry in follow_cursor(fetch, provider=PROVIDER, operation=operation):
+            yield entry
 
     async def list_sessions(
         self,

@@ -9,7 +9,9 @@ from pydantic import Field, SecretStr
 
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.http import SecretHeaderAuth
+from prefect_sessions.http.envelope import Envelope
 from prefect_sessions.liveavatar.client import LiveAvatarClient
+from prefect_sessions.liveavatar.envelope import ENVELOPE
 
 DEFAULT_BASE_URL = "https://api.liveavatar.com"
 
@@ -36,6 +38,7 @@ class LiveAvatarCredentials(ProviderCredentials):
     _block_type_name = "LiveAvatar Credentials"
     _documentation_url = "https://docs.liveavatar.com/api-reference/sessions/create-session-token"  # type: ignore[assignment]
     provider_name: ClassVar[str] = "LiveAvatar"
+    envelope: ClassVar[Envelope] = ENVELOPE
 
     api_key: SecretStr = Field(
         default=...,

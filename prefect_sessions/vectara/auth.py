@@ -29,8 +29,8 @@ from prefect_sessions.errors import (
     RateLimitedError,
 )
 from prefect_sessions.http import USER_AGENT, CredentialAuth, retry_hint
-from prefect_sessions.http.error_bodies import read_error_body
 from prefect_sessions.http.pacing import credential_fingerprint
+from prefect_sessions.vectara.envelope import ENVELOPE
 
 DEFAULT_TOKEN_URL = "https://auth.vectara.io/oauth2/token"  # noqa: S105 - a URL, not a secret
 
@@ -204,7 +204,7 @@ class OAuthClientCredentials(CredentialAuth):
 
     def _refused(self, response: httpx.Response) -> NoReturn:
         status = response.status_code
-        body = read_error_body(response)
+        body = ENVELOPE.read_error(response)
         message = body.message
         if message:
             for secret in self.secret_values():

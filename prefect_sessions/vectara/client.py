@@ -20,6 +20,7 @@ from prefect_sessions.errors import (
     ProviderError,
 )
 from prefect_sessions.http import HttpClient
+from prefect_sessions.http.paging import follow_cursor
 from prefect_sessions.vectara.errors import AgentStreamError
 from prefect_sessions.vectara.models import (
     STORED_EVENT_TYPES,
@@ -192,7 +193,7 @@ class VectaraClient:
             idempotent=True,
             params=params,
         )
-        payload = self._json(response, operation)
+        payload = self.http.read_json(response, operation, expect=dict)
         sessions = self._validate(AgentSession, payload.get("sessions"), operation)
         return SessionPage(sessions=sessions, page_key=_next_page_key(payload))
 
@@ -209,17 +210,17 @@ class VectaraClient:
             filter: a regular expression matched against session names and descriptions.
             page_size: sessions per request (Vectara's ``limit``, 1 to 100; its default is 10).
         """
-        page_key: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        async def fetch(page_key: str | None) -> tuple[list[AgentSession], str | None]:
             page = await self.get_sessions_page(
                 agent_key, filter=filter, page_size=page_size, page_key=page_key
             )
-            for session in page.sessions:
-                yield session
-            page_key = _advance(page.page_key, seen, "list sessions", self.http.provider)
-            if page_key is None:
-                return
+            return page.sessions, page.page_key
+
+        async for session in follow_cursor(
+            fetch, provider=self.http.provider, operation="list sessions", cursor_name="page_key"
+        ):
+            yield session
 
     async def get_session(self, agent_key: str, session_key: str) -> AgentSession:
         """One session (``GET .../sessions/{session_key}``)."""
@@ -293,8 +294,8 @@ class VectaraClient:
         response = await self.http.request(
             "POST", path, operation=operation, idempotent=False, json=body.to_wire()
         )
-        payload = self._json(response, operation, acted=True)
-        events = self._events(payload.get("events"), response, operation, acted=True)
+        payload = self.http.read_json(response, operation, expect=dict)
+        events = self._events(payload.get("events"), response, operation)
         reply_key = payload.get("session_key")
         return MessageReply.from_events(
             reply_key if isinstance(reply_key, str) else session_key, events
@@ -326,8 +327,8 @@ class VectaraClient:
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 # Answered in one piece despite stream_response: hand out its events all the same.
                 await response.aread()
-                payload = self._json(response, operation, acted=True)
-                for stored in self._events(payload.get("events"), response, operation, acted=True):
+                payload = self.http.read_json(response, operation, expect=dict)
+                for stored in self._events(payload.get("events"), response, operation):
                     for event in _as_streamed(stored):
                         yield event
                 return
@@ -404,7 +405,7 @@ class VectaraClient:
             idempotent=True,
             params=params,
         )
-        payload = self._json(response, operation)
+        payload = self.http.read_json(response, operation, expect=dict)
         events = self._events(payload.get("events"), response, operation)
         return EventPage(events=events, page_key=_next_page_key(payload))
 
@@ -412,17 +413,17 @@ class VectaraClient:
         self, agent_key: str, session_key: str, *, page_size: int | None = None
     ) -> AsyncGenerator[AgentEvent, None]:
         """Every event of a session, page after page (``page_size``: 1 to 100 per request)."""
-        page_key: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        async def fetch(page_key: str | None) -> tuple[list[AgentEvent], str | None]:
             page = await self.get_events_page(
                 agent_key, session_key, page_size=page_size, page_key=page_key
             )
-            for event in page.events:
-                yield event
-            page_key = _advance(page.page_key, seen, "list events", self.http.provider)
-            if page_key is None:
-                return
+            return page.events, page.page_key
+
+        async for event in follow_cursor(
+            fetch, provider=self.http.provider, operation="list events"
+        ):
+            yield event
 
     async def get_event(self, agent_key: str, session_key: str, event_id: str) -> AgentEvent:
         """One event by its ID (``aev_...``)."""
@@ -437,44 +438,21 @@ class VectaraClient:
             operation=operation,
             idempotent=True,
         )
-        return parse_event(self._json(response, operation))
+        return parse_event(self.http.read_json(response, operation, expect=dict))
 
     # -- reading answers ------------------------------------------------------------------------
 
-    def _unreadable(
-        self, response: httpx.Response, operation: str, why: str, *, acted: bool
-    ) -> ProviderError:
-        cls = OutcomeUnknownError if acted else ProviderError
-        return cls(
-            provider=self.http.provider,
-            operation=operation,
-            status_code=response.status_code,
-            detail=f"the answer could not be read: {why}",
-        )
-
-    def _json(
-        self, response: httpx.Response, operation: str, *, acted: bool = False
-    ) -> dict[str, Any]:
-        try:
-            payload = json.loads(response.content, strict=False)
-        except ValueError as exc:
-            why = f"invalid JSON ({exc})"
-            raise self._unreadable(response, operation, why, acted=acted) from exc
-        if not isinstance(payload, dict):
-            raise self._unreadable(response, operation, "expected a JSON object", acted=acted)
-        return payload
-
-    def _events(
-        self, raw: Any, response: httpx.Response, operation: str, *, acted: bool = False
-    ) -> list[AgentEvent]:
+    def _events(self, raw: Any, response: httpx.Response, operation: str) -> list[AgentEvent]:
         if not isinstance(raw, list):
-            raise self._unreadable(response, operation, "'events' is not a list", acted=acted)
+            raise self.http.unreadable(response, operation, "'events' is not a list")
         return [parse_event(item) for item in raw]
 
     def _model(
         self, model: type[AgentSession], response: httpx.Response, operation: str
     ) -> AgentSession:
-        return self._validate(model, [self._json(response, operation)], operation)[0]
+        return self._validate(
+            model, [self.http.read_json(response, operation, expect=dict)], operation
+        )[0]
 
     def _validate(
         self, model: type[AgentSession], payload: Any, operation: str
@@ -521,20 +499,6 @@ def _next_page_key(payload: Mapping[str, Any]) -> str | None:
     metadata = payload.get("metadata")
     page_key = metadata.get("page_key") if isinstance(metadata, dict) else None
     return page_key if isinstance(page_key, str) and page_key else None
-
-
-def _advance(page_key: str | None, seen: set[str], operation: str, provider: str) -> str | None:
-    """The next page's key; a key seen before would page forever, so it is an error."""
-    if page_key is None:
-        return None
-    if page_key in seen:
-        raise ProviderError(
-            provider=provider,
-            operation=operation,
-            detail="the server returned a page_key it had returned before; stopped paging",
-        )
-    seen.add(page_key)
-    return page_key
 
 
 def _incomplete(

@@ -12,8 +12,10 @@ from pydantic import Field, SecretStr, field_validator
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.http import CredentialAuth, SecretHeaderAuth
+from prefect_sessions.http.envelope import Envelope
 from prefect_sessions.vectara.auth import DEFAULT_TOKEN_URL, OAuthClientCredentials
 from prefect_sessions.vectara.client import VectaraClient
+from prefect_sessions.vectara.envelope import ENVELOPE
 
 DEFAULT_BASE_URL = "https://api.vectara.io"
 
@@ -40,6 +42,7 @@ class VectaraCredentials(ProviderCredentials):
     _block_type_name = "Vectara Credentials"
     _documentation_url = "https://docs.vectara.com/docs/rest-api/create-agent-session"  # type: ignore[assignment]
     provider_name: ClassVar[str] = "Vectara"
+    envelope: ClassVar[Envelope] = ENVELOPE
 
     base_url: str = Field(
         default=DEFAULT_BASE_URL,

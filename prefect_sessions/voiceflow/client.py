@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -13,7 +12,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from prefect_sessions.errors import AuthenticationError, ConfigurationError, OutcomeUnknownError
+from prefect_sessions.errors import AuthenticationError, ConfigurationError
 from prefect_sessions.http import HttpClient, SecretHeaderAuth
 from prefect_sessions.http.pacing import credential_fingerprint
 from prefect_sessions.voiceflow.conversation import Conversation
@@ -145,9 +144,9 @@ class VoiceflowClient:
         response = await self.http.request(
             "POST", path, operation="start session", idempotent=True, json={"userID": user_id}
         )
-        key = self._json(response, "start session").get("sessionKey")
+        key = self.http.read_json(response, "start session", expect=dict).get("sessionKey")
         if not isinstance(key, str) or not key:
-            raise self._unreadable(response, "start session", "no sessionKey in the answer")
+            raise self.http.unreadable(response, "start session", "no sessionKey in the answer")
         session = VoiceflowSession(
             user_id=user_id,
             session_key=SecretStr(key),
@@ -229,10 +228,10 @@ class VoiceflowClient:
             )
         except AuthenticationError as exc:
             raise self._rejected(exc, session) from exc
-        payload = self._json(response, "interact")
+        payload = self.http.read_json(response, "interact", expect=dict)
         traces = payload.get("traces")
         if not isinstance(traces, list):
-            raise self._unreadable(response, "interact", "no 'traces' list in the answer")
+            raise self.http.unreadable(response, "interact", "no 'traces' list in the answer")
         turn = self._traces(response, "interact", traces)
         turn.latency_ms = response.elapsed.total_seconds() * 1000
         return turn
@@ -307,9 +306,9 @@ class VoiceflowClient:
             json=body,
             headers=headers,
         )
-        traces = self._json_any(response, "legacy interact")
+        traces = self.http.read_json(response, "legacy interact")
         if not isinstance(traces, list):
-            raise self._unreadable(
+            raise self.http.unreadable(
                 response, "legacy interact", "the answer was not a list of traces"
             )
         return self._traces(response, "legacy interact", traces)
@@ -326,7 +325,7 @@ class VoiceflowClient:
             idempotent=True,
             headers=self._state_headers,
         )
-        payload = self._json_any(response, "get state")
+        payload = self.http.read_json(response, "get state")
         return self._state(response, "get state", payload or {})
 
     async def update_state(self, user_id: str, state: State | Mapping[str, Any]) -> State:
@@ -343,7 +342,7 @@ class VoiceflowClient:
             json=body,
             headers=self._state_headers,
         )
-        return self._state(response, "update state", self._json_any(response, "update state"))
+        return self._state(response, "update state", self.http.read_json(response, "update state"))
 
     async def update_variables(self, user_id: str, variables: Mapping[str, Any]) -> State:
         """Merge ``variables`` into the user's variables (a shallow merge); return the new state."""
@@ -358,7 +357,7 @@ class VoiceflowClient:
             headers=self._state_headers,
         )
         return self._state(
-            response, "update variables", self._json_any(response, "update variables")
+            response, "update variables", self.http.read_json(response, "update variables")
         )
 
     async def delete_state(self, user_id: str) -> None:
@@ -396,40 +395,16 @@ class VoiceflowClient:
 
     # -- reading answers --------------------------------------------------------------------------
 
-    def _unreadable(
-        self, response: httpx.Response, operation: str, why: str
-    ) -> OutcomeUnknownError:
-        return OutcomeUnknownError(
-            provider=self.http.provider,
-            operation=operation,
-            status_code=response.status_code,
-            detail=f"the answer could not be read: {why}",
-        )
-
-    def _json_any(self, response: httpx.Response, operation: str) -> Any:
-        if not response.content:
-            return None
-        try:
-            return json.loads(response.content, strict=False)
-        except ValueError as exc:
-            raise self._unreadable(response, operation, f"invalid JSON ({exc})") from exc
-
-    def _json(self, response: httpx.Response, operation: str) -> dict[str, Any]:
-        payload = self._json_any(response, operation)
-        if not isinstance(payload, dict):
-            raise self._unreadable(response, operation, "expected a JSON object")
-        return payload
-
     def _traces(self, response: httpx.Response, operation: str, raw: list[Any]) -> TurnResult:
         try:
             return TurnResult(traces=[parse_trace(item) for item in raw])
         except ValueError as exc:
-            raise self._unreadable(response, operation, str(exc)) from exc
+            raise self.http.unreadable(response, operation, str(exc)) from exc
 
     def _state(self, response: httpx.Response, operation: str, payload: Any) -> State:
         try:
             return State.model_validate(payload)
         except ValidationError as exc:
-            raise self._unreadable(
+            raise self.http.unreadable(
                 response, operation, f"unexpected state shape ({exc.error_count()} errors)"
             ) from exc

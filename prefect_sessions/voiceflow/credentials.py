@@ -9,7 +9,9 @@ from pydantic import Field, SecretStr
 
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.http import SecretHeaderAuth
+from prefect_sessions.http.envelope import Envelope
 from prefect_sessions.voiceflow.client import VoiceflowClient
+from prefect_sessions.voiceflow.envelope import ENVELOPE
 
 DEFAULT_BASE_URL = "https://general-runtime.voiceflow.com"
 
@@ -35,6 +37,7 @@ class VoiceflowCredentials(ProviderCredentials):
     _block_type_name = "Voiceflow Credentials"
     _documentation_url = "https://docs.voiceflow.com/api-reference"  # type: ignore[assignment]
     provider_name: ClassVar[str] = "Voiceflow"
+    envelope: ClassVar[Envelope] = ENVELOPE
 
     api_key: SecretStr = Field(
         default=...,
