@@ -60,3 +60,32 @@ class SecretHeaderAuth(CredentialAuth):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(header={self.header!r}, secret=SecretStr('**********'))"
+
+
+class BodySecretAuth(CredentialAuth):
+    """Secrets that travel in the request body (an OAuth token request's client secret): nothing
+    is added to the request, but the engine paces by them and redacts them from server text.
+
+    Args:
+        name: what the secrets belong to, e.g. the token URL and client ID (for pacing).
+        secrets: the values to redact.
+    """
+
+    def __init__(self, name: str, *secrets: SecretStr) -> None:
+        if not all(isinstance(secret, SecretStr) for secret in secrets):
+            raise TypeError("secrets must be pydantic SecretStr values, never plain strings")
+        self._name = name
+        self._secrets = secrets
+
+    @property
+    def fingerprint(self) -> str:
+        return credential_fingerprint(self._name)
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(secret.get_secret_value() for secret in self._secrets)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r}, secrets=SecretStr('**********'))"

@@ -245,18 +245,21 @@ class HttpClient:
         operation: str,
         idempotent: bool,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         auth: CredentialAuth | None = None,
     ) -> httpx.Response:
         """Send a request, retrying what is safe to retry; return the successful response.
 
+        ``json`` sends a JSON body, ``data`` a form (``application/x-www-form-urlencoded``).
+
         Raises:
             AuthenticationError, NotFoundError, InvalidRequestError, RateLimitedError,
             ProviderUnavailableError, OutcomeUnknownError, ProviderError.
         """
         client = self._require_open()
-        build = self._builder(client, method, path, json, params, headers, idempotent)
+        build = self._builder(client, method, path, json, params, headers, idempotent, data)
         return await self._send(client, build, operation, idempotent, auth, stream=False)
 
     async def request_json(
@@ -268,6 +271,7 @@ class HttpClient:
         idempotent: bool,
         expect: type[dict[str, Any]] | type[list[Any]] | None = None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         auth: CredentialAuth | None = None,
@@ -285,6 +289,7 @@ class HttpClient:
             operation=operation,
             idempotent=idempotent,
             json=json,
+            data=data,
             params=params,
             headers=headers,
             auth=auth,
@@ -365,12 +370,14 @@ class HttpClient:
         params: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
         idempotent: bool,
+        data: Mapping[str, str] | None = None,
     ) -> Callable[[], httpx.Request]:
         def build() -> httpx.Request:
             return client.build_request(
                 method,
                 path,
                 json=json,
+                data=dict(data) if data else None,
                 params=dict(params) if params else None,
                 headers=headers,
                 # Read back by unreadable(): what a garbled answer means depends on it.

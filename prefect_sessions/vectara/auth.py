@@ -16,29 +16,26 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from prefect_sessions.errors import (
-    AuthenticationError,
-    ProviderError,
-    ProviderUnavailableError,
-    RateLimitedError,
-)
-from prefect_sessions.http import USER_AGENT, CredentialAuth, retry_hint
+from prefect_sessions.errors import AuthenticationError, InvalidRequestError, ProviderError
+from prefect_sessions.http import CredentialAuth, HttpClient, RetryPolicy
+from prefect_sessions.http.auth import BodySecretAuth
 from prefect_sessions.http.pacing import credential_fingerprint
 from prefect_sessions.vectara.envelope import ENVELOPE
 
 DEFAULT_TOKEN_URL = "https://auth.vectara.io/oauth2/token"  # noqa: S105 - a URL, not a secret
 
 _OPERATION = "fetch OAuth token"
-_REDACTED = "**********"
 # Refresh this long before the stated expiry (at most a tenth of the token's life), so a request
 # never leaves with a token that dies in flight.
 _LEEWAY_SECONDS = 30.0
+# The API request that needs the token is retried by its own client; the token request itself
+# tries a few times within a short budget, so the two do not multiply into minutes.
+_TOKEN_RETRY = RetryPolicy(max_attempts=3, max_wait_seconds=10.0)
 
 
 @dataclass(frozen=True)
@@ -161,75 +158,73 @@ class OAuthClientCredentials(CredentialAuth):
     # -- the token request --------------------------------------------------------------------
 
     async def _fetch(self) -> _Token:
+        """A new token from the token URL, through the engine: paced per app client, retried
+        like any idempotent request (a grant may be asked for again), the secret redacted."""
+        url = httpx.URL(self.token_url)
         form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self._client_secret.get_secret_value(),
         }
-        headers = {"accept": "application/json", "user-agent": USER_AGENT}
-        client = httpx.AsyncClient(
-            transport=self._transport, timeout=self._timeout, follow_redirects=False
+        secrets = (self._client_secret,)
+        http = HttpClient(
+            provider=self.provider,
+            base_url=str(url.copy_with(path="/", query=None, fragment=None)),
+            # Paced apart from the API calls: an API request holds its slot while it waits for
+            # this one.
+            auth=BodySecretAuth(f"oauth2-token\n{self.token_url}\n{self.client_id}", *secrets),
+            timeout=self._timeout,
+            transport=_Borrowed(self._transport) if self._transport else None,
+            retry=_TOKEN_RETRY,
+            headers={"accept": "application/json"},
+            envelope=ENVELOPE,
         )
         started = self._clock()
         try:
-            response = await client.post(self.token_url, data=form, headers=headers)
-        except httpx.TransportError as exc:
-            # The API request has not been sent yet, so repeating the whole attempt is safe.
-            raise ProviderUnavailableError(
+            async with http:
+                payload = await http.request_json(
+                    "POST",
+                    url.raw_path.decode("ascii"),
+                    operation=_OPERATION,
+                    idempotent=True,
+                    data=form,
+                    expect=dict,
+                )
+        except (AuthenticationError, InvalidRequestError) as exc:
+            raise AuthenticationError(
                 provider=self.provider,
                 operation=_OPERATION,
-                retryable=True,
-                detail=f"could not reach the token URL {self.token_url} ({type(exc).__name__})",
+                status_code=exc.status_code,
+                server_message=exc.server_message,
+                request_id=exc.request_id,
+                detail=(
+                    f"the token URL {self.token_url} refused the client credentials: check "
+                    "client_id, client_secret and token_url in the VectaraCredentials block"
+                ),
             ) from None
-        finally:
-            if self._transport is None:  # a given transport belongs to the caller's client
-                await client.aclose()
-        if not response.is_success:
-            self._refused(response)
-        try:
-            payload: Any = response.json()
-        except ValueError:
-            payload = None
-        access_token = payload.get("access_token") if isinstance(payload, dict) else None
+        access_token = payload.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise ProviderError(
                 provider=self.provider,
                 operation=_OPERATION,
-                status_code=response.status_code,
                 detail=f"the token URL {self.token_url} answered without an access_token",
             )
         lifetime = _lifetime(payload.get("expires_in"))
         leeway = min(_LEEWAY_SECONDS, lifetime / 10.0)
         return _Token(SecretStr(access_token), started + lifetime - leeway)
 
-    def _refused(self, response: httpx.Response) -> NoReturn:
-        status = response.status_code
-        body = ENVELOPE.read_error(response)
-        message = body.message
-        if message:
-            for secret in self.secret_values():
-                message = message.replace(secret, _REDACTED)
-        common: dict[str, Any] = {
-            "provider": self.provider,
-            "operation": _OPERATION,
-            "status_code": status,
-            "server_message": message,
-            "request_id": body.request_id,
-        }
-        if status == 429:
-            hint = retry_hint(response.headers, datetime.now(timezone.utc))
-            raise RateLimitedError(retryable=True, hint=hint, **common)
-        if status >= 500 or status == 408:
-            raise ProviderUnavailableError(retryable=True, **common)
-        if status in (400, 401, 403):
-            raise AuthenticationError(
-                detail=(
-                    f"the token URL {self.token_url} refused the client credentials: check "
-                    "client_id, client_secret and token_url in the VectaraCredentials block"
-                ),
-                **common,
-            )
-        raise ProviderError(**common)
+
+class _Borrowed(httpx.AsyncBaseTransport):
+    """A transport lent by the caller (the emulator in process, tests): used, never closed."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
 
 
 def _lifetime(expires_in: Any) -> float:
