@@ -1,12 +1,15 @@
 """Prefect 3 integration for conversational-agent session APIs.
 
 Importing the package registers its credentials blocks with Prefect (Prefect imports it through
-the ``prefect.collections`` entry point).
+the ``prefect.collections`` entry point). The blocks come from the provider registry,
+:mod:`prefect_sessions.providers`.
 """
 
 from prefect_sessions._version import __version__
-from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
-from prefect_sessions.vectara.credentials import VectaraCredentials
-from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
+from prefect_sessions.providers import (
+    LiveAvatarCredentials,
+    VectaraCredentials,
+    VoiceflowCredentials,
+)
 
 __all__ = ["LiveAvatarCredentials", "VectaraCredentials", "VoiceflowCredentials", "__version__"]

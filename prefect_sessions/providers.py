@@ -16,9 +16,12 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Union
 
 from prefect_sessions.credentials import ProviderCredentials
+from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
 from prefect_sessions.liveavatar.provider import PROVIDER as LIVEAVATAR
 from prefect_sessions.seam.provider import Provider
+from prefect_sessions.vectara.credentials import VectaraCredentials
 from prefect_sessions.vectara.provider import PROVIDER as VECTARA
+from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
 from prefect_sessions.voiceflow.provider import PROVIDER as VOICEFLOW
 
 ENTRY_POINT_GROUP = "prefect_sessions.providers"
@@ -110,7 +113,10 @@ else:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AnyCredentials",
+    "LiveAvatarCredentials",
     "Provider",
+    "VectaraCredentials",
+    "VoiceflowCredentials",
     "all_providers",
     "credentials_types",
     "get_provider",

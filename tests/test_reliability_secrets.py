@@ -33,9 +33,9 @@ from prefect_sessions.emulator.server import run_emulator
 from prefect_sessions.flows import batch_conversations
 from prefect_sessions.liveavatar import AvatarPersona, FullSessionConfig, LiveAvatarCredentials
 from prefect_sessions.liveavatar.adapter import SANDBOX_AVATAR_ID
-from prefect_sessions.maintenance import VectaraPolicy
 from prefect_sessions.seam.turns import Turn
 from prefect_sessions.vectara import VectaraCredentials
+from prefect_sessions.vectara.maintenance import VectaraPolicy
 from prefect_sessions.voiceflow import VoiceflowCredentials
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

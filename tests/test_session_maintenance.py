@@ -34,17 +34,14 @@ from pydantic import SecretStr
 from prefect_sessions.emulator import EmulatorConfig, EmulatorHandle, run_emulator
 from prefect_sessions.errors import ConfigurationError, NotFoundError
 from prefect_sessions.liveavatar import AvatarPersona, FullSessionConfig, LiveAvatarCredentials
-from prefect_sessions.maintenance import (
-    SUMMARY_ARTIFACT_KEY,
+from prefect_sessions.liveavatar.maintenance import (
     TRANSCRIPT_KEY_PREFIX,
     LiveAvatarPolicy,
-    MaintenanceError,
-    MaintenanceReport,
     TranscriptExport,
-    VectaraPolicy,
-    idle_since,
 )
+from prefect_sessions.maintenance import SUMMARY_ARTIFACT_KEY, MaintenanceError, MaintenanceReport
 from prefect_sessions.vectara import AgentSession, VectaraCredentials
+from prefect_sessions.vectara.maintenance import VectaraPolicy, idle_since
 from prefect_sessions.vectara.models import AgentOutputEvent, UnknownEvent
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -14,18 +14,21 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from prefect_sessions.liveavatar import LiveAvatarCredentials
-from prefect_sessions.maintenance import (
+from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
+from prefect_sessions.liveavatar.maintenance import (
     DEFAULT_LIVEAVATAR_POLICY,
     DEFAULT_TRANSCRIPT_EXPORT,
-    DEFAULT_VECTARA_POLICY,
     LiveAvatarPolicy,
-    MaintenanceReport,
     TranscriptExport,
-    VectaraPolicy,
-    maintain_sessions,
+    liveavatar_step,
 )
-from prefect_sessions.vectara import VectaraCredentials
+from prefect_sessions.maintenance import MaintenanceReport, MaintenanceStep, maintain_sessions
+from prefect_sessions.vectara.credentials import VectaraCredentials
+from prefect_sessions.vectara.maintenance import (
+    DEFAULT_VECTARA_POLICY,
+    VectaraPolicy,
+    vectara_step,
+)
 
 
 # The report is persisted (JSON: session ids and actions, no secrets) so that it can be read back
@@ -55,13 +58,11 @@ async def session_maintenance(
         max_concurrency: Sessions handled at once per provider.
         as_of: Reference time for ages and idle times; empty means when the run starts.
     """
+    steps: list[MaintenanceStep] = []
+    if liveavatar_credentials is not None:
+        steps.append(liveavatar_step(liveavatar_credentials, liveavatar, transcripts))
+    if vectara_credentials is not None:
+        steps.append(vectara_step(vectara_credentials, vectara))
     return await maintain_sessions(
-        liveavatar_credentials=liveavatar_credentials,
-        vectara_credentials=vectara_credentials,
-        liveavatar=liveavatar,
-        vectara=vectara,
-        transcripts=transcripts,
-        dry_run=dry_run,
-        max_concurrency=max_concurrency,
-        as_of=as_of,
+        steps, dry_run=dry_run, max_concurrency=max_concurrency, as_of=as_of
     )
