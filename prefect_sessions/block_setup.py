@@ -379,7 +379,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help=(
             "a YAML file of blocks (see blocks/blocks.example.yaml); without it, blocks come "
-            "from VOICEFLOW_*, VECTARA_* and LIVEAVATAR_* environment variables"
+            f"from {', '.join(env_prefix(cls) + '*' for cls in block_types())} environment "
+            "variables"
         ),
     )
     parser.add_argument(

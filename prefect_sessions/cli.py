@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     # parsing, so validating or running a suite never loads the emulator (FastAPI, uvicorn).
     commands.add_parser(
         "emulator",
-        help="serve Voiceflow, Vectara Agents and LiveAvatar APIs locally (emulator --help)",
+        help="serve the providers' APIs locally, emulated (emulator --help)",
         add_help=False,
     )
     return parser

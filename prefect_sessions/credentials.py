@@ -89,10 +89,9 @@ class ProviderCredentials(CredentialsBlock, abc.ABC):
     def _base_url_is_http(cls, value: str) -> str:
         url = value.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise ValueError(
-                "base_url must start with http:// or https://, "
-                "for example https://general-runtime.voiceflow.com"
-            )
+            example = cls.model_fields["base_url"].default
+            shown = example if isinstance(example, str) else "https://api.example.com"
+            raise ValueError(f"base_url must start with http:// or https://, for example {shown}")
         return url
 
     def retry_policy(self) -> RetryPolicy:

@@ -84,10 +84,10 @@ class Suite(BaseModel):
     cleanup: bool = Field(
         default=False,
         description=(
-            "Delete what each conversation leaves at the provider when it ends (Voiceflow: the "
-            "user's state; Vectara: the session). Off by default: each deletion is one more "
-            "request against the key's limit (a 3-turn Voiceflow conversation costs 5 instead "
-            "of 4), and every conversation starts a new session anyway."
+            "Delete what each conversation leaves at the provider when it ends (a user's state, "
+            "a session). Off by default: each deletion is one more request against the key's "
+            "limit (a 3-turn conversation may cost 5 requests instead of 4), and every "
+            "conversation starts a new session anyway."
         ),
     )
     conversations: list[ConversationSpec] = Field(min_length=1)

@@ -96,7 +96,7 @@ def _error_class(status: int) -> type[ProviderError]:
 
 
 def _validated_base_url(base_url: str) -> httpx.URL:
-    fix = "give an http(s) URL such as https://general-runtime.voiceflow.com"
+    fix = "give an http(s) URL such as https://api.example.com"
     try:
         url = httpx.URL(base_url)
     except (TypeError, httpx.InvalidURL) as exc:

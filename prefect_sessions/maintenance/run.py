@@ -28,10 +28,7 @@ def check_steps(steps: Sequence[MaintenanceStep], max_concurrency: int) -> None:
     """
     problems = [problem for step in steps for problem in step.problems]
     if not steps:
-        problems.append(
-            "nothing to maintain: choose the credentials of at least one provider "
-            "(liveavatar_credentials, vectara_credentials)"
-        )
+        problems.append("nothing to maintain: choose the credentials of at least one provider")
     if not 1 <= max_concurrency <= 100:
         problems.append(f"max_concurrency must be 1 to 100, got {max_concurrency}")
     if problems:

@@ -29,9 +29,9 @@ class SessionAction(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    provider: str = Field(description="The provider's name, e.g. LiveAvatar.")
+    provider: str = Field(description="The provider's name.")
     action: Action
-    session: str = Field(description="LiveAvatar session ID or Vectara session key.")
+    session: str = Field(description="The session's ID or key at the provider.")
     agent_key: str | None = None
     outcome: Outcome
     detail: str = ""
