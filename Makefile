@@ -76,5 +76,16 @@ e2e: install
 reliability-load: install
 	RELIABILITY_LOAD_CONVERSATIONS=10000 $(BIN)/pytest -q -p no:cacheprovider tests/test_reliability_load.py
 
+# The documentation site (mkdocs-material; API reference from the docstrings by mkdocstrings),
+# built strict: a broken link or a docstring griffe cannot read fails it. Output in build/site.
+.PHONY: docs
+DOCS_STAMP := $(VENV)/.docs-stamp
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .prefect-sessions

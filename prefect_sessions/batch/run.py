@@ -78,7 +78,10 @@ async def run_batch(
     """
     started = time.perf_counter()
     logger = run_logger()
-    loaded: LoadedSuite = load_suite(suite_path)
+    try:
+        loaded: LoadedSuite = load_suite(suite_path)
+    except ConfigurationError as exc:  # a deployment's bad suite: one line, not a traceback
+        return cast(RunSummary, ended_with(exc))
     suite = loaded.suite
     run_key = run_key or new_run_key()
     results_path = results_file(results_dir, suite.name, run_key, WHOLE_SUITE)

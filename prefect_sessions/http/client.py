@@ -255,8 +255,13 @@ class HttpClient:
         ``json`` sends a JSON body, ``data`` a form (``application/x-www-form-urlencoded``).
 
         Raises:
-            AuthenticationError, NotFoundError, InvalidRequestError, RateLimitedError,
-            ProviderUnavailableError, OutcomeUnknownError, ProviderError.
+            AuthenticationError: the provider refused the credentials (401, 403).
+            NotFoundError: 404.
+            InvalidRequestError: the provider refused the request as written (400, 409, 422).
+            RateLimitedError: 429 beyond the retry budget.
+            ProviderUnavailableError: no answer, or 5xx, beyond the retry budget.
+            OutcomeUnknownError: a request that is not idempotent may have been acted on.
+            ProviderError: any other failure.
         """
         client = self._require_open()
         build = self._builder(client, method, path, json, params, headers, idempotent, data)
@@ -280,8 +285,8 @@ class HttpClient:
         (:meth:`read_json`).
 
         Raises:
-            what :meth:`request` raises, and what :meth:`read_json` raises for an unreadable
-            answer.
+            ProviderError: what :meth:`request` raises, and what :meth:`read_json` raises for
+                an unreadable answer.
         """
         response = await self.request(
             method,

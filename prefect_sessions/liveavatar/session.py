@@ -71,7 +71,9 @@ class LiveAvatarSession:
     Args:
         client: an open :class:`LiveAvatarClient`.
         config: the FULL or LITE configuration.
-        reason_on_success, reason_on_error, reason_on_cancel: end reasons (see above).
+        reason_on_success: the end reason after a normal exit (see above).
+        reason_on_error: the end reason after an exception.
+        reason_on_cancel: the end reason after cancellation.
         stop_timeout: seconds the final stop may take; the stop runs shielded from
             cancellation, so a cancelled flow still stops its session.
 
