@@ -19,6 +19,7 @@ from prefect_sessions.errors import (
     InvalidRequestError,
     NotFoundError,
     OutcomeUnknownError,
+    ProviderError,
     ProviderUnavailableError,
     RateLimitedError,
 )
@@ -400,3 +401,51 @@ def test_auth_refuses_plain_strings_and_hides_the_secret():
     auth = SecretHeaderAuth("x-api-key", SecretStr(API_KEY))
     assert API_KEY not in repr(auth)
     assert API_KEY not in repr(vars(auth))
+
+
+# -- reading answers: one rule for every provider ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("idempotent", "error_class"),
+    [(True, ProviderUnavailableError), (False, OutcomeUnknownError)],
+)
+async def test_an_unreadable_answer_means_what_the_requests_idempotency_says(
+    httpx_mock: HTTPXMock, make_client, idempotent: bool, error_class: type
+):
+    httpx_mock.add_response(url=f"{BASE_URL}/thing", content=b'{"half": ', status_code=200)
+    async with make_client() as http:
+        with pytest.raises(ProviderError) as caught:
+            await http.request_json("POST", "/thing", operation="make thing", idempotent=idempotent)
+    assert type(caught.value) is error_class
+    # Safe to send again only when the request was idempotent; the turn itself is never resent.
+    assert caught.value.retryable is idempotent
+    assert "the answer could not be read: invalid JSON" in str(caught.value)
+    assert len(httpx_mock.get_requests()) == 1
+
+
+async def test_read_json_checks_the_shape_asked_for(httpx_mock: HTTPXMock, make_client):
+    httpx_mock.add_response(url=f"{BASE_URL}/list", json=[1, 2])
+    httpx_mock.add_response(url=f"{BASE_URL}/object", json=[1, 2])
+    async with make_client() as http:
+        listed = await http.request_json(
+            "GET", "/list", operation="list things", idempotent=True, expect=list
+        )
+        with pytest.raises(ProviderUnavailableError, match="expected a JSON object"):
+            await http.request_json(
+                "GET", "/object", operation="get thing", idempotent=True, expect=dict
+            )
+    assert listed == [1, 2]
+
+
+async def test_the_providers_envelope_reads_its_error_bodies(httpx_mock: HTTPXMock, make_client):
+    from prefect_sessions.http.envelope import JsonEnvelope
+
+    body = {"oops": "the agent is asleep", "trace": "t-9"}
+    httpx_mock.add_response(url=f"{BASE_URL}/thing", json=body, status_code=400)
+    envelope = JsonEnvelope(message_keys=("oops",), request_id_keys=("trace",))
+    async with make_client(envelope=envelope) as http:
+        with pytest.raises(InvalidRequestError) as caught:
+            await http.request("GET", "/thing", operation="get thing", idempotent=True)
+    assert caught.value.server_message == "the agent is asleep"
+    assert caught.value.request_id == "t-9"

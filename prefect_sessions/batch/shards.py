@@ -319,25 +319,23 @@ def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCoun
     counters = RunCounters()
     seen: set[str] = set()
     twice: list[str] = []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        for report in reports:
-            counters.requests += report.requests
-            counters.rate_limited += report.rate_limited
-            for result in report.results:
-                if result.id in seen:
-                    twice.append(result.id)
-                seen.add(result.id)
-                counters.count(result)
-                handle.write(result.model_dump_json() + "\n")
+    merged: list[ConversationResult] = []
+    for report in reports:
+        counters.requests += report.requests
+        counters.rate_limited += report.rate_limited
+        for result in report.results:
+            if result.id in seen:
+                twice.append(result.id)
+            seen.add(result.id)
+            counters.count(result)
+            merged.append(result)
     if twice or len(seen) != expected:
         raise ShardsFailedError(
             f"the shards' results do not cover the suite once: {len(seen)} of {expected} "
             f"conversations, {len(twice)} reported twice (e.g. {twice[:3]}); were the shards run "
             "with another copy of the suite?"
         )
-    os.replace(partial, path)
+    ResultStore(path).replace_all(merged)
     return counters
 
 

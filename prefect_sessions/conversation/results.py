@@ -6,8 +6,9 @@ loses at most the conversations in flight, and a re-run can skip what already fi
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -83,6 +84,17 @@ class ResultStore:
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
                 handle.flush()
+
+    def replace_all(self, results: Iterable[ConversationResult]) -> None:
+        """Write ``results`` as the whole file, atomically: a reader sees the old file or the new
+        one, never half of it (a sharded run's merge; a re-run never doubles a line)."""
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".partial")
+            with partial.open("w", encoding="utf-8") as handle:
+                for result in results:
+                    handle.write(result.model_dump_json() + "\n")
+            os.replace(partial, self.path)
 
     def latest(self) -> dict[str, ConversationResult]:
         """The last result of each conversation (a resumed run may have retried it)."""

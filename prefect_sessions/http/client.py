@@ -312,8 +312,10 @@ class HttpClient:
 
         Raises:
             OutcomeUnknownError: the answer to a request that is not idempotent could not be
-                read: the provider may have acted on it (a conversation restarts).
-            ProviderError: the answer to an idempotent request could not be read.
+                read: the provider may have acted on it (a conversation restarts; the request
+                is never sent again as it was).
+            ProviderUnavailableError: the answer to an idempotent request could not be read;
+                it is retryable (safe to send again), and a conversation restarts.
         """
         try:
             data = self.envelope.read_success(response)
@@ -326,14 +328,16 @@ class HttpClient:
     def unreadable(self, response: httpx.Response, operation: str, why: str) -> ProviderError:
         """The error for an answer that arrived but could not be read: what it means follows
         from the request's idempotency (:meth:`read_json`), the same for every provider."""
-        acted = not response.request.extensions.get(_IDEMPOTENT, False)
-        error_class = OutcomeUnknownError if acted else ProviderError
-        return error_class(
-            provider=self.provider,
-            operation=operation,
-            status_code=response.status_code,
-            detail=f"the answer could not be read: {self.redact(why)}",
-        )
+        detail = f"the answer could not be read: {self.redact(why)}"
+        common: dict[str, Any] = {
+            "provider": self.provider,
+            "operation": operation,
+            "status_code": response.status_code,
+        }
+        if response.request.extensions.get(_IDEMPOTENT, False):
+            # Safe to send again: a conversation starts over rather than ending errored.
+            return ProviderUnavailableError(retryable=True, detail=detail, **common)
+        return OutcomeUnknownError(detail=detail, **common)
 
     @asynccontextmanager
     async def stream(
