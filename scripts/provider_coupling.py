@@ -4,8 +4,8 @@ it, and the modules that name a provider in code (strings and names, not docstri
     python scripts/provider_coupling.py          # a table; exit 0
     python scripts/provider_coupling.py --json   # the same as JSON
 
-The emulator's vendor modules (``prefect_sessions/emulator/<provider>.py``) count as that
-provider's: they are its emulated API, kept apart from its client on purpose.
+The emulator's vendor modules (``prefect_sessions/emulator/providers/<provider>.py``) count as
+that provider's: they are its emulated API, kept apart from its client on purpose.
 """
 
 from __future__ import annotations

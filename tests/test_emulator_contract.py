@@ -159,7 +159,7 @@ OPERATIONS = [
 @pytest.fixture(scope="module")
 def contract_emulator() -> Iterator[EmulatorHandle]:
     # Rate limits are exercised elsewhere; here they would only add undocumented 429s.
-    config = EmulatorConfig(voiceflow_limit=None, liveavatar_limit=None, vectara_limit=None)
+    config = EmulatorConfig(limits={"voiceflow": None, "liveavatar": None, "vectara": None})
     with run_emulator(config) as emulator:
         yield emulator
 

@@ -111,7 +111,7 @@ def test_queued_faults_hit_only_their_route_and_count(
 
 
 def test_seeded_rates_repeat_exactly() -> None:
-    config = EmulatorConfig(faults={"error": 0.4}, seed=7, voiceflow_limit=None)
+    config = EmulatorConfig(faults={"error": 0.4}, seed=7, limits={"voiceflow": None})
 
     def run() -> list[int]:
         with run_emulator(config) as emulator, httpx.Client(base_url=emulator.url) as http:
@@ -172,7 +172,7 @@ async def test_the_engine_reports_a_cut_interact_stream_as_outcome_unknown(
 
 
 async def test_in_process_faults_raise_transport_errors() -> None:
-    app = create_app(EmulatorConfig(voiceflow_limit=None))
+    app = create_app(EmulatorConfig(limits={"voiceflow": None}))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as http:
         ok = await http.post(START, json={"userID": "u"}, headers={"authorization": "k"})

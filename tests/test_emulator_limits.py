@@ -12,6 +12,7 @@ import pytest
 from prefect_sessions.emulator import EmulatorConfig, EmulatorHandle
 from prefect_sessions.emulator.config import EmulatorConfigError, RateLimit
 from prefect_sessions.emulator.ratelimit import Limiter
+from prefect_sessions.emulator.state import EmulatorState
 
 VOICEFLOW_KEY = {"authorization": "VF.DM.limits-test.key", "projectID": "p"}
 VECTARA_KEY = {"x-api-key": "zqt_limits-test"}
@@ -72,10 +73,10 @@ def test_unusable_shapes_say_what_to_write(text: str, names: str) -> None:
 
 
 def test_the_defaults_follow_each_vendors_documents() -> None:
-    config = EmulatorConfig()
-    assert str(config.voiceflow_limit) == "500/60s"  # the runtime's window, headers published
-    assert str(config.liveavatar_limit) == "20/1s"  # per caller and endpoint, Retry-After
-    assert str(config.vectara_limit) == "inflight=5"  # a bare 429 past 5 in flight
+    limits = EmulatorState(EmulatorConfig()).settings.limits
+    assert str(limits["voiceflow"]) == "500/60s"  # the runtime's window, headers published
+    assert str(limits["liveavatar"]) == "20/1s"  # per caller and endpoint, Retry-After
+    assert str(limits["vectara"]) == "inflight=5"  # a bare 429 past 5 in flight
 
 
 # -- counting, on an injected clock -------------------------------------------------------------

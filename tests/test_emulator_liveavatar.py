@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from prefect_sessions.emulator import EmulatorConfig, EmulatorHandle, create_app, run_emulator
-from prefect_sessions.emulator.liveavatar import SANDBOX_AVATAR_ID
+from prefect_sessions.emulator.providers.liveavatar import SANDBOX_AVATAR_ID
 
 API_KEY = "la-test-key"
 
@@ -125,7 +125,7 @@ def test_avatars_list_the_sandbox_avatar(client: httpx.Client) -> None:
 
 async def test_sandbox_sessions_end_after_a_minute() -> None:
     now = [1_000_000.0]
-    app = create_app(EmulatorConfig(liveavatar_limit=None), clock=lambda: now[0])
+    app = create_app(EmulatorConfig(limits={"liveavatar": None}), clock=lambda: now[0])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://emulator", headers={"X-API-KEY": API_KEY}

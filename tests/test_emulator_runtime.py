@@ -199,7 +199,7 @@ fallback:
 
 
 def test_a_custom_agent_answers_on_voiceflow_and_vectara() -> None:
-    config = EmulatorConfig(agent=AgentScript.from_yaml(CUSTOM), voiceflow_limit=None)
+    config = EmulatorConfig(agent=AgentScript.from_yaml(CUSTOM), limits={"voiceflow": None})
     with run_emulator(config) as emulator, httpx.Client(base_url=emulator.url) as http:
         key = http.post(START, json={"userID": "u"}, headers={"authorization": "k"}).json()[
             "sessionKey"

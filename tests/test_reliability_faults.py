@@ -110,7 +110,7 @@ REASON = {
     ids=[f"{k}-{s}-{r}" if k == "error" else f"{k}-{r}" for k, r, s, _, _ in MATRIX],
 )
 async def test_fault_matrix(tmp_path, kind, route, status, acts, follows):
-    config = EmulatorConfig(voiceflow_limit=None, error_status=status, slow_seconds=10)
+    config = EmulatorConfig(error_status=status, slow_seconds=10, limits={"voiceflow": None})
     with tapped_emulator(config) as (emulator, tap):
         # With clean-up on: every session the server acted on is also cleaned up, once.
         suite = write_suite(tmp_path, emulator.url, rows=ROWS, cleanup=True)
@@ -155,7 +155,7 @@ async def test_fault_matrix(tmp_path, kind, route, status, acts, follows):
 async def test_a_429_storm_with_retry_after_0_loses_nothing(tmp_path):
     """Another client drains the key's window (10 per 1 s, so every 429 says `Retry-After: 0`)
     for three windows while the batch runs: every turn waits and goes through, none twice."""
-    with tapped_emulator(EmulatorConfig(voiceflow_limit=None)) as (emulator, tap):
+    with tapped_emulator(EmulatorConfig(limits={"voiceflow": None})) as (emulator, tap):
         emulator.set_limit("voiceflow", "10/1s")
         suite = write_suite(tmp_path, emulator.url, rows=ROWS)
         storming, stop = threading.Event(), threading.Event()

@@ -56,7 +56,7 @@ async def test_a_big_suite_at_a_low_rate_limit_accounts_for_every_conversation(
     tmp_path, monkeypatch
 ):
     monkeypatch.setenv("RELIABILITY_KEY", API_KEY)
-    config = EmulatorConfig(voiceflow_limit=RateLimit.parse(LIMIT))
+    config = EmulatorConfig(limits={"voiceflow": RateLimit.parse(LIMIT)})
     with run_emulator(config) as emulator:
         suite = write_suite(
             tmp_path,

@@ -27,8 +27,8 @@ from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_LOCAL_
 
 from prefect_sessions.cli import main
 from prefect_sessions.emulator import EmulatorConfig
-from prefect_sessions.emulator import liveavatar as liveavatar_routes
-from prefect_sessions.emulator import voiceflow as voiceflow_routes
+from prefect_sessions.emulator.providers import liveavatar as liveavatar_routes
+from prefect_sessions.emulator.providers import voiceflow as voiceflow_routes
 from prefect_sessions.emulator.server import run_emulator
 from prefect_sessions.flows import batch_conversations
 from prefect_sessions.liveavatar import AvatarPersona, FullSessionConfig, LiveAvatarCredentials
@@ -76,7 +76,7 @@ async def test_no_canary_is_written_anywhere(tmp_path, monkeypatch, capfd, caplo
     work.mkdir()
     monkeypatch.setenv("CANARY_VECTARA_KEY", VECTARA_KEY)
     monkeypatch.setenv("CANARY_LIVEAVATAR_KEY", LIVEAVATAR_KEY)
-    config = EmulatorConfig(voiceflow_limit=None, vectara_limit=None, liveavatar_limit=None)
+    config = EmulatorConfig(limits={"voiceflow": None, "vectara": None, "liveavatar": None})
     with run_emulator(config) as emulator:
         url = emulator.url
         await VoiceflowCredentials(

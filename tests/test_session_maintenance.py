@@ -87,7 +87,7 @@ def served(clock: ShiftedClock) -> Iterator[EmulatorHandle]:
     # Sessions must not end by themselves while the clock jumps hours: no idle timeout, no rate
     # windows.
     config = EmulatorConfig(
-        idle_timeout_seconds=30 * DAY, liveavatar_limit=None, vectara_limit=None
+        idle_timeout_seconds=30 * DAY, limits={"liveavatar": None, "vectara": None}
     )
     with run_emulator(config, clock=clock) as handle:
         yield handle

@@ -15,17 +15,14 @@ from prefect_sessions.emulator.config import EmulatorConfigError, RateLimit
 from prefect_sessions.emulator.context import emulator_state
 
 PREFIX = "/_emulator"
-_PROVIDERS = ("voiceflow", "liveavatar", "vectara")
 
 
 class LimitsUpdate(BaseModel):
-    """New limits per provider, and per route: ``"20/1s"``, ``"20/1s bucket burst=5
-    publish=none"``, ``"inflight=4"``, or ``"off"``/``null`` for none; absent: unchanged."""
+    """New limits per emulated API, by its name, and per route: ``"20/1s"``, ``"20/1s bucket
+    burst=5 publish=none"``, ``"inflight=4"``, or ``"off"``/``null`` for none; absent:
+    unchanged."""
 
-    model_config = ConfigDict(extra="forbid")
-    voiceflow: str | None = Field(default=None, examples=["20/1s"])
-    liveavatar: str | None = None
-    vectara: str | None = Field(default=None, examples=["inflight=5 publish=none"])
+    model_config = ConfigDict(extra="allow")
     routes: dict[str, str | None] = Field(
         default_factory=dict,
         description="Per-route limits, by route: a null value removes the route's own limit.",
@@ -94,11 +91,15 @@ def build_router() -> APIRouter:
     async def put_limits(update: LimitsUpdate, request: Request) -> Response | dict[str, Any]:
         """Change limits at run time; windows restart for every provider."""
         state = emulator_state(request)
+        given = dict(update.model_extra or {})
+        unknown = sorted(set(given) - set(state.settings.limits))
+        if unknown:
+            known = ", ".join(sorted(state.settings.limits))
+            return _bad(EmulatorConfigError(f"unknown API {', '.join(unknown)}: use {known}"))
         try:
             parsed = {
-                name: RateLimit.parse(getattr(update, name))
-                for name in _PROVIDERS
-                if name in update.model_fields_set
+                name: RateLimit.parse(text if text is None else str(text))
+                for name, text in given.items()
             }
             routes = {route: RateLimit.parse(text) for route, text in update.routes.items()}
         except EmulatorConfigError as exc:

@@ -1,4 +1,4 @@
-"""The emulator as one ASGI app: Voiceflow, Vectara Agents and LiveAvatar on one port."""
+"""The emulator as one ASGI app: every emulated vendor API on one port."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from prefect_sessions._version import __version__
-from prefect_sessions.emulator import admin, liveavatar, vectara, voiceflow
+from prefect_sessions.emulator import admin
 from prefect_sessions.emulator.config import EmulatorConfig
-from prefect_sessions.emulator.errors import provider_error, provider_of
+from prefect_sessions.emulator.errors import provider_error
 from prefect_sessions.emulator.middleware import EmulatorMiddleware
+from prefect_sessions.emulator.providers import emulated_apis, owner_of
 from prefect_sessions.emulator.state import EmulatorState
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
     # Unknown paths and methods answer in the envelope of the provider the path belongs to.
     assert isinstance(exc, StarletteHTTPException)
-    provider = provider_of(request.url.path)
-    return provider_error(provider, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    return provider_error(
+        owner_of(request.url.path), exc.status_code, str(exc.detail), dict(exc.headers or {})
+    )
 
 
 def create_app(
@@ -51,15 +53,15 @@ def create_app(
         openapi_url="/_emulator/openapi.json",
     )
     app.state.emulator = state
-    provider_routers = [voiceflow.build_router(), vectara.build_router(), liveavatar.build_router()]
+    provider_routers = [router for api in emulated_apis() for router in api.routers()]
     for router in provider_routers:
         app.include_router(router, include_in_schema=False)
-    app.include_router(liveavatar.build_websocket_router())
-    app.include_router(admin.build_router())
-    app.add_exception_handler(voiceflow.VoiceflowHTTPError, voiceflow.voiceflow_error_handler)
-    for handler in (vectara.exception_handlers(), liveavatar.exception_handlers()):
-        for exc_class, function in handler.items():
+    for api in emulated_apis():
+        for router in api.extra_routers():
+            app.include_router(router)
+        for exc_class, function in api.exception_handlers().items():
             app.add_exception_handler(exc_class, function)
+    app.include_router(admin.build_router())
     app.add_exception_handler(StarletteHTTPException, _http_error)
     routes = [route for router in provider_routers for route in router.routes]
     app.add_middleware(EmulatorMiddleware, state=state, routes=routes)

@@ -10,6 +10,7 @@ import uvicorn
 
 from prefect_sessions.emulator.app import create_app
 from prefect_sessions.emulator.config import FAULT_KINDS, EmulatorConfig
+from prefect_sessions.emulator.providers import emulated_apis
 from prefect_sessions.emulator.server import LOOPBACK, bind, uvicorn_config
 
 
@@ -21,26 +22,14 @@ def add_arguments(emulator: argparse.ArgumentParser) -> None:
         "; a limit is COUNT/WINDOW or inflight=N, then any of fixed|sliding|bucket, burst=N, "
         "publish=headers|retry-after|none, scope=key|endpoint, or 'off'"
     )
-    emulator.add_argument(
-        "--voiceflow-limit",
-        default="500/60s",
-        metavar="LIMIT",
-        help="default 500/60s: the runtime's fixed window per API key, X-RateLimit-* published"
-        + shape,
-    )
-    emulator.add_argument(
-        "--liveavatar-limit",
-        default="20/1s",
-        metavar="LIMIT",
-        help="default 20/1s: a fixed window per caller and endpoint, Retry-After and "
-        "X-RateLimit-Reset seconds on a 429",
-    )
-    emulator.add_argument(
-        "--vectara-limit",
-        default="inflight=5",
-        metavar="LIMIT",
-        help="default inflight=5: a bare 429 past 5 requests in flight per API key",
-    )
+    for api in emulated_apis():
+        emulator.add_argument(
+            f"--{api.name}-limit",
+            default=api.default_limit,
+            metavar="LIMIT",
+            dest=f"limit_{api.name}",
+            help=api.limit_help + (shape if api is emulated_apis()[0] else ""),
+        )
     emulator.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     emulator.add_argument("--jitter-ms", type=float, default=0.0, help="latency spread, +/-")
     emulator.add_argument(
@@ -69,9 +58,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         config = EmulatorConfig.from_options(
             api_keys=args.api_keys,
-            voiceflow_limit=args.voiceflow_limit,
-            liveavatar_limit=args.liveavatar_limit,
-            vectara_limit=args.vectara_limit,
+            limits={api.name: getattr(args, f"limit_{api.name}") for api in emulated_apis()},
             faults=args.faults,
             agent_file=args.agent,
             latency_ms=args.latency_ms,
@@ -86,7 +73,8 @@ def serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     print(
         f"prefect-sessions emulator on http://{host}:{port} "
-        "(Voiceflow, Vectara Agents, LiveAvatar; admin under /_emulator). Ctrl+C stops it.",
+        f"({', '.join(api.title for api in emulated_apis())}; admin under /_emulator). "
+        "Ctrl+C stops it.",
         flush=True,
     )
     server = uvicorn.Server(uvicorn_config(create_app(config), log_level=args.log_level))
@@ -102,8 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="prefect-sessions emulator",
         description=(
-            "Serve a local emulator of the Voiceflow runtime, Vectara Agents and LiveAvatar "
-            "APIs on one port. Any non-empty API key works unless --api-key is given."
+            "Serve local emulators of the providers' APIs "
+            f"({', '.join(api.title for api in emulated_apis())}) on one port. Any non-empty "
+            "API key works unless --api-key is given."
         ),
     )
     add_arguments(parser)

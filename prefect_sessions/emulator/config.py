@@ -166,13 +166,11 @@ class EmulatorConfig:
 
     Attributes:
         api_keys: keys that are accepted; ``None`` (the default) accepts any non-empty key.
-        voiceflow_limit: the runtime's fixed window per API key with ``X-RateLimit-*`` on every
-            answer (the open-source default 500 per 60 s), or ``None`` for no limit.
-        liveavatar_limit: a fixed 1-second window per caller (API key or session token) and
-            endpoint, answering a 429 with ``Retry-After`` and ``X-RateLimit-Reset`` seconds
-            (the numbers are unpublished).
-        vectara_limit: a bare 429 ("too many concurrent requests") past 5 requests in flight
-            per API key (the number is unpublished; the vendor documents no headers).
+        limits: a limit per emulated API by name (``{"voiceflow": RateLimit(20, 1.0)}``), or
+            ``None`` for no limit; an API not named keeps its vendor-shaped default (see
+            :mod:`prefect_sessions.emulator.providers`: Voiceflow 500 per 60 s with
+            ``X-RateLimit-*``; LiveAvatar 20 per second per caller and endpoint, ``Retry-After``
+            on a 429; Vectara a bare 429 past 5 requests in flight).
         latency_ms, jitter_ms: added to every provider answer, jitter drawn in ``[-j, +j]``.
         faults: fault kind to probability per request, e.g. ``{"error": 0.05}``.
         seed: seeds jitter and fault draws so a run repeats exactly.
@@ -184,11 +182,7 @@ class EmulatorConfig:
     """
 
     api_keys: frozenset[str] | None = None
-    voiceflow_limit: RateLimit | None = field(default_factory=lambda: RateLimit(500, 60.0))
-    liveavatar_limit: RateLimit | None = field(default_factory=lambda: RateLimit(20, 1.0))
-    vectara_limit: RateLimit | None = field(
-        default_factory=lambda: RateLimit(5, counting="inflight")
-    )
+    limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     faults: Mapping[str, float] = field(default_factory=dict)
@@ -201,6 +195,7 @@ class EmulatorConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", parse_faults(self.faults))
+        object.__setattr__(self, "limits", dict(self.limits))
         if self.api_keys is not None:
             keys = frozenset(self.api_keys)
             if not keys or "" in keys:
@@ -220,14 +215,13 @@ class EmulatorConfig:
         cls,
         *,
         api_keys: Iterable[str] | None = None,
-        voiceflow_limit: str | None = "500/60s",
-        liveavatar_limit: str | None = "20/1s",
-        vectara_limit: str | None = "inflight=5",
+        limits: Mapping[str, str | None] | None = None,
         faults: str | None = None,
         agent_file: str | Path | None = None,
         **rest: object,
     ) -> EmulatorConfig:
-        """Build a config from text options as the CLI takes them."""
+        """Build a config from text options as the CLI takes them (``limits``: text per API,
+        e.g. ``{"voiceflow": "20/1s"}``)."""
         agent = None
         if agent_file is not None:
             from prefect_sessions.emulator.agent import AgentScript
@@ -235,9 +229,7 @@ class EmulatorConfig:
             agent = AgentScript.from_yaml_file(agent_file)
         return cls(
             api_keys=frozenset(api_keys) if api_keys else None,
-            voiceflow_limit=RateLimit.parse(voiceflow_limit),
-            liveavatar_limit=RateLimit.parse(liveavatar_limit),
-            vectara_limit=RateLimit.parse(vectara_limit),
+            limits={name: RateLimit.parse(text) for name, text in (limits or {}).items()},
             faults=parse_faults(faults),
             agent=agent,
             **rest,  # type: ignore[arg-type]

@@ -14,8 +14,9 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from prefect_sessions.emulator.api import EmulatedAPI
 from prefect_sessions.emulator.config import EmulatorConfigError, RateLimit
-from prefect_sessions.emulator.errors import Provider, provider_error, provider_of
+from prefect_sessions.emulator.errors import provider_error
 from prefect_sessions.emulator.faults import (
     FAULT_HEADER,
     LATENCY_HEADER,
@@ -24,19 +25,9 @@ from prefect_sessions.emulator.faults import (
     drop_connection,
     wait_or_disconnect,
 )
+from prefect_sessions.emulator.providers import owner_of
 from prefect_sessions.emulator.ratelimit import Decision
 from prefect_sessions.emulator.state import EmulatorState
-
-_TOO_MANY_CONCURRENT = {
-    "voiceflow": "Too Many Requests",
-    "vectara": "Too many concurrent requests",
-    "liveavatar": "Too many concurrent requests.",
-}
-_RATE_LIMITED_MESSAGE = {
-    "voiceflow": "Too Many Requests",
-    "vectara": "rate_limit_exceeded: too many requests for this API key, retry later",
-    "liveavatar": "Too many requests. Retry after the time given in Retry-After.",
-}
 
 
 def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
@@ -56,40 +47,21 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-def caller_key(provider: Provider, scope: Scope, state: EmulatorState) -> str:
+def caller_key(api: EmulatedAPI, scope: Scope, state: EmulatorState) -> str:
     """The credential a request is counted against (never logged; counters hash it)."""
-    headers = request_headers(scope)
-    if provider == "voiceflow":
-        credential = headers.get("authorization", "")
-        if scope["path"].startswith("/v4/interact"):
-            # Interact counts against the API key that started the session: one key, one bucket.
-            return state.voiceflow.owner_of(credential) or credential
-        return credential
-    credential = headers.get("x-api-key") or headers.get("authorization", "")
-    return credential.removeprefix("Bearer ").strip()
+    return api.caller_key(request_headers(scope), scope["path"], state.stores[api.name])
 
 
-#: What each vendor documents a limited answer to carry, and what one bucket counts (a limit's own
-#: ``publish=`` and ``scope=`` override these).
-DEFAULT_PUBLISH: dict[str, str] = {
-    "voiceflow": "headers",  # the open-source runtime: X-RateLimit-* on every answer
-    "liveavatar": "retry-after",  # Retry-After and X-RateLimit-Reset seconds on a 429
-    "vectara": "none",  # "429 rate_limit_exceeded", no numbers, no headers
-}
-DEFAULT_SCOPE: dict[str, str] = {"voiceflow": "key", "liveavatar": "endpoint", "vectara": "key"}
-
-
-def rate_limit_headers(provider: Provider, limit: RateLimit, decision: Decision) -> dict[str, str]:
-    """The headers a provider sends about its limit, in the shape ``limit.publish`` asks for."""
-    publish = limit.publish or DEFAULT_PUBLISH[provider]
+def rate_limit_headers(api: EmulatedAPI, limit: RateLimit, decision: Decision) -> dict[str, str]:
+    """The headers an API sends about its limit, in the shape ``limit.publish`` asks for (a
+    limit's own ``publish=`` and ``scope=`` override the API's defaults)."""
+    publish = limit.publish or api.publish
     if publish == "none" or limit.counting == "inflight":
         return {}  # nobody publishes a window for requests in flight
     refused = not decision.allowed
-    # Voiceflow's runtime floors Retry-After (it can be 0) and sends an ISO-8601 reset; the
-    # others give whole seconds, rounded up.
-    voiceflow = provider == "voiceflow"
-    retry_after = decision.retry_after_floor if voiceflow else decision.retry_after_ceil
-    reset = decision.reset_iso if voiceflow else str(decision.retry_after_ceil)
+    floored = api.retry_after == "floor"
+    retry_after = decision.retry_after_floor if floored else decision.retry_after_ceil
+    reset = decision.reset_iso if api.reset == "iso" else str(decision.retry_after_ceil)
     headers: dict[str, str] = {}
     if publish == "headers":
         headers = {
@@ -97,7 +69,7 @@ def rate_limit_headers(provider: Provider, limit: RateLimit, decision: Decision)
             "X-RateLimit-Remaining": str(decision.remaining),
             "X-RateLimit-Reset": reset,
         }
-    elif refused and provider == "liveavatar":
+    elif refused and api.reset_on_refusal:
         headers["X-RateLimit-Reset"] = reset
     if refused:
         headers["Retry-After"] = str(retry_after)
@@ -143,13 +115,14 @@ class EmulatorMiddleware:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        provider = provider_of(scope.get("path", "")) if scope["type"] == "http" else None
-        if provider is None or provider == "admin":
+        api = owner_of(scope.get("path", "")) if scope["type"] == "http" else None
+        if api is None:  # the admin routes, the docs, an unknown path
             await self.app(scope, receive, send)
             return
+        provider = api.name
         state = self.state
         route = route_template(scope, self.routes)
-        key = caller_key(provider, scope, state)
+        key = caller_key(api, scope, state)
         state.counters.add(provider, route, key, "requests")
 
         extra: dict[str, str] = {}
@@ -157,28 +130,28 @@ class EmulatorMiddleware:
         bucket: tuple[Any, ...] | None = None
         if limit is not None:
             bucket = (provider, key)
-            if (limit.scope or DEFAULT_SCOPE[provider]) == "endpoint":
+            if (limit.scope or api.scope) == "endpoint":
                 bucket = (provider, key, route)
             decision = state.limiter.take(bucket, limit)
-            extra = rate_limit_headers(provider, limit, decision)
+            extra = rate_limit_headers(api, limit, decision)
             if not decision.allowed:
                 state.counters.add(provider, route, key, "rate_limited")
-                message = _RATE_LIMITED_MESSAGE[provider]
+                message = api.rate_limited_message
                 if limit.counting == "inflight":
-                    message = _TOO_MANY_CONCURRENT[provider]
-                response = provider_error(provider, 429, message, extra)
+                    message = api.too_many_concurrent_message
+                response = provider_error(api, 429, message, extra)
                 await response(scope, receive, send)
                 return
             if limit.counting != "inflight":
                 bucket = None  # only requests in flight give their place back
         try:
-            await self._handle(provider, route, key, scope, receive, HeaderSend(send, extra))
+            await self._handle(api, route, key, scope, receive, HeaderSend(send, extra))
         finally:
             if bucket is not None:
                 state.limiter.leave(bucket)
 
     async def _handle(
-        self, provider: Provider, route: str, key: str, scope: Scope, receive: Receive, send: Send
+        self, api: EmulatedAPI, route: str, key: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         state = self.state
         headers = request_headers(scope)
@@ -186,13 +159,13 @@ class EmulatorMiddleware:
             await self._latency(headers.get(LATENCY_HEADER))
             fault = state.faults.decide(scope["path"], headers.get(FAULT_HEADER))
         except EmulatorConfigError as exc:
-            await provider_error(provider, 400, str(exc))(scope, receive, send)
+            await provider_error(api, 400, str(exc))(scope, receive, send)
             return
         if fault is None:
             await self.app(scope, receive, send)
             return
-        state.counters.add(provider, route, key, "faults")
-        await self._inject(fault, provider, scope, receive, send)
+        state.counters.add(api.name, route, key, "faults")
+        await self._inject(fault, api, scope, receive, send)
 
     async def _latency(self, header: str | None) -> None:
         """The configured latency with jitter, or this request's ``X-Emulator-Latency-Ms``."""
@@ -211,12 +184,12 @@ class EmulatorMiddleware:
         await asyncio.sleep(min(max(0.0, latency + spread), 600_000.0) / 1000.0)
 
     async def _inject(
-        self, fault: str, provider: Provider, scope: Scope, receive: Receive, send: Send
+        self, fault: str, api: EmulatedAPI, scope: Scope, receive: Receive, send: Send
     ) -> None:
         if fault == "error":
             status = self.state.config.error_status
             message = "Service temporarily unavailable (emulated fault)"
-            await provider_error(provider, status, message)(scope, receive, send)
+            await provider_error(api, status, message)(scope, receive, send)
         elif fault == "reset":
             await drop_connection(scope, after_bytes=False)
         elif fault == "slow":

@@ -146,7 +146,9 @@ class EmulatorHandle:
         ``"inflight=4"``, a :class:`RateLimit`, or ``"off"``/``None`` (for a route: back to the
         provider's limit)."""
         if provider not in self.state.settings.limits:
-            raise ValueError(f"unknown provider {provider!r}: voiceflow, liveavatar or vectara")
+            raise ValueError(
+                f"unknown provider {provider!r}: {', '.join(sorted(self.state.settings.limits))}"
+            )
         parsed = limit if isinstance(limit, RateLimit) or limit is None else RateLimit.parse(limit)
         if route is None:
             self.state.settings.limits[provider] = parsed

@@ -11,13 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefect_sessions.emulator.agent import AgentScript
-from prefect_sessions.emulator.config import EmulatorConfig, RateLimit
-from prefect_sessions.emulator.errors import Provider
+from prefect_sessions.emulator.config import EmulatorConfig, EmulatorConfigError, RateLimit
 from prefect_sessions.emulator.faults import FaultPlan
-from prefect_sessions.emulator.liveavatar import LiveAvatarStore
+from prefect_sessions.emulator.providers import emulated_apis, names
 from prefect_sessions.emulator.ratelimit import Limiter
-from prefect_sessions.emulator.vectara import VectaraStore
-from prefect_sessions.emulator.voiceflow import VoiceflowStore
 
 
 def key_id(key: str) -> str:
@@ -80,15 +77,23 @@ class Settings:
     @classmethod
     def from_config(cls, config: EmulatorConfig) -> Settings:
         return cls(
-            limits={
-                "voiceflow": config.voiceflow_limit,
-                "liveavatar": config.liveavatar_limit,
-                "vectara": config.vectara_limit,
-            },
+            limits=_limits(config),
             latency_ms=config.latency_ms,
             jitter_ms=config.jitter_ms,
             api_keys=config.api_keys,
         )
+
+
+def _limits(config: EmulatorConfig) -> dict[str, RateLimit | None]:
+    """Each emulated API's vendor-shaped default limit, with the config's on top."""
+    unknown = sorted(set(config.limits) - set(names()))
+    if unknown:
+        raise EmulatorConfigError(
+            f"limits for unknown APIs {', '.join(unknown)}: use {', '.join(names())}"
+        )
+    limits = {api.name: RateLimit.parse(api.default_limit) for api in emulated_apis()}
+    limits.update(config.limits)
+    return limits
 
 
 @dataclass
@@ -102,9 +107,8 @@ class EmulatorState:
     counters: Counters = field(init=False)
     limiter: Limiter = field(init=False)
     faults: FaultPlan = field(init=False)
-    voiceflow: VoiceflowStore = field(init=False)
-    vectara: VectaraStore = field(init=False)
-    liveavatar: LiveAvatarStore = field(init=False)
+    #: Each emulated API's store, by name; also reachable as an attribute (``state.voiceflow``).
+    stores: dict[str, Any] = field(init=False)
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,9 +122,14 @@ class EmulatorState:
         self.limiter = Limiter(self.clock)
         self.faults = FaultPlan(dict(self.config.faults), seed=self.config.seed)
         self.rng = random.Random(self.config.seed)  # noqa: S311 - jitter, not security
-        self.voiceflow = VoiceflowStore()
-        self.vectara = VectaraStore(self.agent, self.clock)
-        self.liveavatar = LiveAvatarStore()
+        self.stores = {api.name: api.new_store(self.agent, self.clock) for api in emulated_apis()}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names not found otherwise: an emulated API's store, by its name.
+        stores = self.__dict__.get("stores") or {}
+        if name in stores:
+            return stores[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def key_accepted(self, key: str | None) -> bool:
         """Any non-empty key, unless a key list was configured."""
@@ -137,7 +146,7 @@ class EmulatorState:
         else:
             self.settings.route_limits[route] = limit
 
-    def limit_for(self, provider: Provider, route: str | None = None) -> RateLimit | None:
+    def limit_for(self, provider: str, route: str | None = None) -> RateLimit | None:
         """The limit of one route (``"POST /v1/sessions/keep-alive"``) if one was set for it,
         else the provider's."""
         if route is not None and route in self.settings.route_limits:

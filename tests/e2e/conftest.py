@@ -231,7 +231,7 @@ def stack() -> Iterator[Stack]:
         "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
     }
-    config = EmulatorConfig(voiceflow_limit=None, liveavatar_limit=None, vectara_limit=None)
+    config = EmulatorConfig(limits={"voiceflow": None, "liveavatar": None, "vectara": None})
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         with run_emulator(config) as emulator:

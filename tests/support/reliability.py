@@ -145,7 +145,7 @@ class Tap:
 @contextmanager
 def tapped_emulator(config: EmulatorConfig | None = None) -> Iterator[tuple[EmulatorHandle, Tap]]:
     """A fresh emulator over real HTTP with the two taps installed before its first request."""
-    with run_emulator(config or EmulatorConfig(voiceflow_limit=None)) as handle:
+    with run_emulator(config or EmulatorConfig(limits={"voiceflow": None})) as handle:
         tap = Tap()
         middleware = handle.app.user_middleware
         middleware.insert(0, Middleware(Wiretap, seen=tap.outer))  # type: ignore[arg-type]

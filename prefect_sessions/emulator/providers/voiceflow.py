@@ -14,16 +14,18 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from prefect_sessions.emulator.agent import AgentScript, Button, Turn, split_for_streaming
+from prefect_sessions.emulator.api import EmulatedAPI
 from prefect_sessions.emulator.context import emulator_state
-from prefect_sessions.emulator.errors import voiceflow_error
+from prefect_sessions.emulator.errors import phrase
 
 
 class _KeySettings(Protocol):
@@ -48,6 +50,20 @@ _SUPERSEDED = (
     "Session key has been superseded by a newer session for this user: "
     "start a session again and use the new sessionKey"
 )
+
+
+def voiceflow_error(
+    status: int, data: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    now = time.time()
+    body = {
+        "code": status,
+        "status": phrase(status),
+        "dateTime": datetime.fromtimestamp(now, timezone.utc).isoformat().replace("+00:00", "Z"),
+        "timestamp": int(now * 1000),
+        "data": data if data is not None else phrase(status),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class VoiceflowHTTPError(Exception):
@@ -477,3 +493,32 @@ async def sse_frames(traces: list[dict[str, Any]]) -> AsyncIterator[bytes]:
 def voiceflow_error_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, VoiceflowHTTPError)
     return voiceflow_error(exc.status, exc.data)
+
+
+def _caller_key(headers: Mapping[str, str], path: str, store: Any) -> str:
+    credential = headers.get("authorization", "")
+    if path.startswith("/v4/interact"):
+        # Interact counts against the API key that started the session: one key, one bucket.
+        owner: str | None = store.owner_of(credential)
+        return owner or credential
+    return credential
+
+
+API = EmulatedAPI(
+    name="voiceflow",
+    title="Voiceflow",
+    prefixes=("/v4/", "/state/", "/v2/project/"),
+    error=lambda status, message, headers: voiceflow_error(status, message, headers),
+    routers=lambda: [build_router()],
+    exception_handlers=lambda: {VoiceflowHTTPError: voiceflow_error_handler},
+    new_store=lambda agent, clock: VoiceflowStore(),
+    default_limit="500/60s",
+    limit_help="default 500/60s: the runtime's fixed window per API key, X-RateLimit-* published",
+    caller_key=_caller_key,
+    publish="headers",  # the open-source runtime: X-RateLimit-* on every answer
+    scope="key",
+    rate_limited_message="Too Many Requests",
+    too_many_concurrent_message="Too Many Requests",
+    retry_after="floor",  # floored, so it can be 0
+    reset="iso",
+)

@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
+from prefect_sessions.emulator.api import EmulatedAPI, bearer_or_api_key
 from prefect_sessions.emulator.context import emulator_state
-from prefect_sessions.emulator.errors import liveavatar_error
 
 #: The public sandbox avatar ("Wayne"), the only one sandbox sessions may use.
 SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
@@ -32,6 +32,14 @@ SUCCESS = 1000
 #: LITE audio packets above this may close the connection (docs: at most 1 MB per packet).
 MAX_AUDIO_PACKET = 1_000_000
 _CREDITS_PER_MINUTE = {"FULL": 2.0, "LITE": 1.0}
+
+
+def liveavatar_error(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    # Undocumented beyond {code, data, message}; `code` carries the HTTP status.
+    body = {"code": status, "data": None, "message": message}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class LiveAvatarHTTPError(Exception):
@@ -647,3 +655,27 @@ def _error_handler(_: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[type[Exception], Any]:
     return {LiveAvatarHTTPError: _error_handler}
+
+
+API = EmulatedAPI(
+    name="liveavatar",
+    title="LiveAvatar",
+    prefixes=("/v1/", "/ws/liveavatar/"),
+    exact=("/v1",),
+    error=lambda status, message, headers: liveavatar_error(status, message, headers),
+    routers=lambda: [build_router()],
+    extra_routers=lambda: [build_websocket_router()],
+    exception_handlers=exception_handlers,
+    new_store=lambda agent, clock: LiveAvatarStore(),
+    default_limit="20/1s",
+    limit_help=(
+        "default 20/1s: a fixed window per caller and endpoint, Retry-After and "
+        "X-RateLimit-Reset seconds on a 429"
+    ),
+    caller_key=bearer_or_api_key,
+    publish="retry-after",  # Retry-After and X-RateLimit-Reset seconds on a 429
+    scope="endpoint",
+    rate_limited_message="Too many requests. Retry after the time given in Retry-After.",
+    too_many_concurrent_message="Too many concurrent requests.",
+    reset_on_refusal=True,
+)

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from email.parser import BytesParser
@@ -21,10 +22,29 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from prefect_sessions.emulator.agent import AgentScript, split_for_streaming
+from prefect_sessions.emulator.api import EmulatedAPI, bearer_or_api_key
 from prefect_sessions.emulator.context import emulator_state
-from prefect_sessions.emulator.errors import vectara_error
+from prefect_sessions.emulator.errors import phrase
 
 _KEY = re.compile(r"^[0-9a-zA-Z_-]{1,50}$")
+
+
+def vectara_error(
+    status: int,
+    *messages: str,
+    field_errors: dict[str, str] | None = None,
+    missing_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "messages": list(messages) or [phrase(status)],
+        "request_id": str(uuid.uuid4()),
+    }
+    if field_errors:
+        body["field_errors"] = field_errors
+    if missing_id is not None:
+        body["id"] = missing_id
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class VectaraHTTPError(Exception):
@@ -485,3 +505,25 @@ def _error_handler(_: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[type[Exception], Callable[[Request, Exception], Response]]:
     return {VectaraHTTPError: _error_handler}
+
+
+API = EmulatedAPI(
+    name="vectara",
+    title="Vectara Agents",
+    prefixes=("/v2/agents/",),
+    exact=("/v2/agents",),
+    error=lambda status, message, headers: vectara_error(status, message, headers=headers),
+    routers=lambda: [build_router()],
+    exception_handlers=exception_handlers,
+    new_store=lambda agent, clock: VectaraStore(agent, clock),
+    default_limit="inflight=5",
+    limit_help=(
+        "default inflight=5: a bare 429 ('too many concurrent requests') past 5 requests in "
+        "flight per API key; the vendor documents no numbers and no headers"
+    ),
+    caller_key=bearer_or_api_key,
+    publish="none",  # "429 rate_limit_exceeded", no numbers, no headers
+    scope="key",
+    rate_limited_message="rate_limit_exceeded: too many requests for this API key, retry later",
+    too_many_concurrent_message="Too many concurrent requests",
+)
