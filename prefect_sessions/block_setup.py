@@ -1,7 +1,7 @@
 """Register the package's block types with a Prefect server and create or update credentials
 blocks from environment variables or a YAML file.
 
-Run it as ``python -m blocks`` or ``python blocks/register.py`` from the repository (see
+Run it as ``prefect-sessions blocks`` (or, from the repository, ``python -m blocks``; see
 ``blocks/README.md``). Everything is checked before anything is saved: a missing environment
 variable, an unknown block type or field, a secret written into the file or bad YAML stops the
 command with a message naming the field and the fix, and nothing reaches the server. Secrets are
@@ -366,7 +366,7 @@ async def apply(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m blocks",
+        prog="prefect-sessions blocks",
         description=(
             "Register prefect-sessions' block types with the Prefect server at PREFECT_API_URL "
             "and create or update credentials blocks. Secrets are read from environment "

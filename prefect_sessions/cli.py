@@ -76,8 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("suite", help="the suite file (YAML)")
 
-    # Listed for --help only: main() hands `emulator ...` to the emulator's own command before
-    # parsing, so validating or running a suite never loads the emulator (FastAPI, uvicorn).
+    # Listed for --help only: main() hands `blocks ...` and `emulator ...` to their own commands
+    # before parsing; validating or running a suite never loads the emulator (FastAPI, uvicorn).
+    commands.add_parser(
+        "blocks",
+        help="register the block types and save credentials blocks (blocks --help)",
+        add_help=False,
+    )
     commands.add_parser(
         "emulator",
         help="serve the providers' APIs locally, emulated (emulator --help)",
@@ -260,6 +265,10 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prefect-sessions`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["blocks"]:
+        from prefect_sessions.block_setup import main as blocks_main
+
+        return blocks_main(argv[1:])
     if argv[:1] == ["emulator"]:
         from prefect_sessions.emulator.cli import main as emulator_main
 

@@ -333,3 +333,20 @@ async def test_the_command_runs_from_a_shell(command: list[str], tmp_path: Path)
     assert_no_secret(done.stdout, done.stderr)
     loaded = await LiveAvatarCredentials.load(name)
     assert loaded.api_key.get_secret_value() == LIVEAVATAR_CANARY
+
+
+def test_the_package_command_runs_it_as_prefect_sessions_blocks(
+    tmp_path: Path, capsys, monkeypatch
+):
+    from prefect_sessions.cli import main as cli_main
+
+    monkeypatch.setenv("LIVEAVATAR_API_KEY", LIVEAVATAR_CANARY)
+    path = write(
+        tmp_path,
+        "blocks:\n  - type: liveavatar-credentials\n    name: via-cli\n"
+        "    api_key_env: LIVEAVATAR_API_KEY\n",
+    )
+    assert cli_main(["blocks", "--file", str(path), "--check"]) == 0
+    shown = capsys.readouterr()
+    assert "liveavatar-credentials/via-cli" in shown.out
+    assert_no_secret(shown.out, shown.err)
