@@ -23,7 +23,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect_sessions.api_watch import ApiWatch, unreachable
 from prefect_sessions.batch.chunks import WHOLE_SUITE, results_file
 from prefect_sessions.batch.report import RunSummary, write_json_report, write_junit
-from prefect_sessions.batch.run import DEFAULT_RESULTS_DIR, listen, new_run_key
+from prefect_sessions.batch.run import DEFAULT_RESULTS_DIR, listening, new_run_key
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.suite import LoadedSuite, SuiteError
 from prefect_sessions.conversation.suite_file import load_suite
@@ -214,26 +214,23 @@ def _run(args: argparse.Namespace) -> int:
         _Progress(loaded.conversation_count, args.progress) as progress,
         quiet.watch or contextlib.nullcontext(),
         contextlib.ExitStack() as undo,
+        listening(progress.advance),
     ):
         undo.callback(quiet.detach)
-        listen(run_key, progress.advance)
-        try:
-            state: State[RunSummary] = asyncio.run(
-                _as_coroutine(
-                    batch_conversations(
-                        suite_path=args.suite,
-                        run_key=run_key,
-                        base_url=args.base_url,
-                        concurrency=args.concurrency,
-                        rate=args.rate,
-                        max_share=args.max_share,
-                        results_dir=args.results_dir,
-                        return_state=True,
-                    )
+        state: State[RunSummary] = asyncio.run(
+            _as_coroutine(
+                batch_conversations(
+                    suite_path=args.suite,
+                    run_key=run_key,
+                    base_url=args.base_url,
+                    concurrency=args.concurrency,
+                    rate=args.rate,
+                    max_share=args.max_share,
+                    results_dir=args.results_dir,
+                    return_state=True,
                 )
             )
-        finally:
-            listen(run_key, None)
+        )
     try:
         summary: RunSummary = state.result()
     except (ConfigurationError, ParameterTypeError) as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from prefect_sessions.batch.run import listen
+from prefect_sessions.batch.run import listening
 from prefect_sessions.cli import main
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.errors import ConfigurationError, ProviderDownError
@@ -141,16 +141,13 @@ async def test_redis_stopped_then_restarted_mid_run_loses_no_conversation(
 
     caplog.set_level(logging.WARNING, logger="prefect_sessions.http")
     turns_before = emulator.count(route=INTERACT)
-    listen("redis-outage", outage)
-    try:
+    with listening(outage):
         state = await batch_conversations(
             suite_path=str(suite),
             run_key="redis-outage",
             results_dir=str(tmp_path / "runs"),
             return_state=True,
         )
-    finally:
-        listen("redis-outage", None)
     summary = await state.aresult()
     assert (summary.passed, summary.failed, summary.errored) == (150, 0, 0)
     assert emulator.count(route=INTERACT) - turns_before == 150 * 3  # no turn sent twice

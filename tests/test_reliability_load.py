@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_sessions.batch.run import listen
+from prefect_sessions.batch.run import listening
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.emulator import EmulatorConfig
 from prefect_sessions.emulator.config import RateLimit
@@ -78,8 +78,7 @@ async def test_a_big_suite_at_a_low_rate_limit_accounts_for_every_conversation(
             if finished % max(1, CONVERSATIONS // 20) == 0:
                 samples.append(resident_mb())
 
-        listen("load", sample)
-        try:
+        with listening(sample):
             block = VoiceflowCredentials(api_key=API_KEY, project_id=PROJECT, base_url=emulator.url)
             state = await batch_conversations(
                 suite_path=str(suite),
@@ -90,8 +89,6 @@ async def test_a_big_suite_at_a_low_rate_limit_accounts_for_every_conversation(
                 return_state=True,
             )
             summary = await state.aresult()
-        finally:
-            listen("load", None)
 
         latest = accounted(ResultStore(summary.results_path), conversation_ids(CONVERSATIONS))
         assert all(r.status == "passed" for r in latest.values())

@@ -16,6 +16,8 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,16 +47,24 @@ DEFAULT_RESULTS_DIR = ".prefect-sessions/runs"
 PARALLEL_CHUNKS = 2
 
 ResultListener = Callable[[ConversationResult], None]
-_listeners: dict[str, ResultListener] = {}
+# Passed in through the caller's context, not kept in a process-wide table: Prefect's task runner
+# copies the context into the threads that run the chunk tasks.
+_listener: ContextVar[ResultListener | None] = ContextVar("result_listener", default=None)
 
 
-def listen(run_key: str, listener: ResultListener | None) -> None:
-    """Call ``listener`` for each result of run ``run_key`` in this process (the CLI's progress
-    bar); ``None`` stops listening."""
-    if listener is None:
-        _listeners.pop(run_key, None)
-    else:
-        _listeners[run_key] = listener
+@contextmanager
+def listening(listener: ResultListener) -> Iterator[None]:
+    """Call ``listener`` for each result of the runs started inside the block, in this process
+    (the CLI's progress bar)::
+
+        with listening(progress.advance):
+            batch_conversations(suite_path="suite.yaml")
+    """
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
 
 
 def slug(text: str) -> str:
@@ -165,7 +175,7 @@ async def run_conversation_chunk(
             conversations,
             concurrency=min(concurrency, len(conversations)),
             store=ResultStore(results_path),
-            on_result=_listeners.get(run_key),
+            on_result=_listener.get(),
             slots=slots,
         )
     except RunStoppedError as exc:
