@@ -53,7 +53,7 @@ bench: install
 
 # Every benchmark at a tiny size (the same smoke tests `make test` runs).
 bench-smoke: install
-	$(BIN)/pytest -q tests/test_benchmarks_smoke.py
+	$(BIN)/pytest -q tests/integration/test_benchmarks_smoke.py
 
 # End-to-end tests (tests/e2e, docs/deployments.md): prefect.yaml deployed to a real Prefect server
 # on PostgreSQL, a process worker, the emulator, and headless Chromium driven by Playwright. Installs
@@ -74,7 +74,7 @@ e2e: install
 # one accounted for and memory bounded (docs/reliability.md). About 3 minutes on 2 cores.
 .PHONY: reliability-load
 reliability-load: install
-	RELIABILITY_LOAD_CONVERSATIONS=10000 $(BIN)/pytest -q -p no:cacheprovider tests/test_reliability_load.py
+	RELIABILITY_LOAD_CONVERSATIONS=10000 $(BIN)/pytest -q -p no:cacheprovider tests/integration/reliability/test_load.py
 
 # The documentation site (mkdocs-material; API reference from the docstrings by mkdocstrings),
 # built strict: a broken link or a docstring griffe cannot read fails it. Output in build/site.

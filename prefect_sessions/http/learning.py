@@ -26,7 +26,7 @@ that only come at more requests in flight than any recent success are a concurre
 refusals among successes at the same in-flight level are a rate limit.
 
 Everything here is pure bookkeeping on an injected clock, so properties can be tested without a
-network (``tests/test_learning.py``).
+network (``tests/integration/http/test_learning.py``).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from prefect_sessions.vectara.models import AgentOutputEvent, UnknownEvent
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = f"{ROOT / 'flows' / 'session_maintenance.py'}:session_maintenance"
 LIVEAVATAR_KEY = "CANARY-maintenance-liveavatar-7d1e"
 VECTARA_KEY = "CANARY-maintenance-vectara-90ab"

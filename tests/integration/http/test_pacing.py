@@ -12,8 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from prefect_sessions.http import HttpClient, Pacer, SecretHeaderAuth, shared_pacer
-
-from .support.fixed_window import FixedWindowServer, serve
+from tests.support.fixed_window import FixedWindowServer, serve
 
 ISO_IN = "2026-01-01T00:00:00Z"
 

@@ -160,7 +160,7 @@ def test_agents_can_be_created_updated_and_deleted(client: httpx.Client) -> None
 
 def test_rate_limit_exceeded(emulator: EmulatorHandle, client: httpx.Client) -> None:
     # A window that answers with Retry-After (the default is a bare 429 past 5 in flight,
-    # tests/test_emulator_limits.py).
+    # tests/integration/emulator/test_limits.py).
     emulator.set_limit("vectara", "2/60s publish=retry-after")
     client.get("/v2/agents")
     client.get("/v2/agents")

@@ -20,8 +20,7 @@ from prefect_sessions.http.learning import (
     RateState,
     next_rate_state,
 )
-
-from .support.virtual_time import Traffic, run_virtual, simulate
+from tests.support.virtual_time import Traffic, run_virtual, simulate
 
 # -- the estimators on their own ----------------------------------------------------------------
 

@@ -44,8 +44,7 @@ from prefect_sessions.vectara import (
     parse_event,
     parse_stream_event,
 )
-
-from .support.openapi import assert_valid, load_spec, request_schema, response_schema
+from tests.support.openapi import assert_valid, load_spec, request_schema, response_schema
 
 SPEC = "vectara-agents.openapi.yaml"
 BASE = "https://vectara.example.test"

@@ -15,8 +15,7 @@ from prefect.settings import PREFECT_API_URL
 
 from prefect_sessions.cli import main
 from prefect_sessions.conversation.results import ResultStore
-
-from .support.killed_run import kill_after_verdicts
+from tests.support.killed_run import kill_after_verdicts
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -187,7 +187,7 @@ async def test_no_canary_is_written_anywhere(tmp_path, monkeypatch, capfd, caplo
             assert summary.passed > 0
         # The triggered conversation (session keys, a failing expectation, an emitted event) and
         # session maintenance (stops, deletes, transcript export) with the same canary blocks.
-        flows = Path(__file__).resolve().parents[1] / "flows"
+        flows = Path(__file__).resolve().parents[3] / "flows"
         triggered = load_flow_from_entrypoint(
             f"{flows / 'triggered_conversation.py'}:triggered_conversation"
         )

@@ -24,8 +24,7 @@ from prefect_sessions.errors import (
     RateLimitedError,
 )
 from prefect_sessions.http import HttpClient, RetryPolicy, SecretHeaderAuth
-
-from .conftest import API_KEY, BASE_URL
+from tests.conftest import API_KEY, BASE_URL
 
 URL = f"{BASE_URL}/v4/interact"
 

@@ -12,7 +12,7 @@ from prefect_sessions.conversation.suite import SuiteError
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.seam.turns import Expectation, Reply, Turn
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 ENV = {"VOICEFLOW_API_KEY": "k", "VECTARA_API_KEY": "k", "LIVEAVATAR_API_KEY": "k"}
 
 HEAD = """\

@@ -27,7 +27,7 @@ from prefect_sessions.voiceflow import VoiceflowCredentials
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 triggered_conversation = load_flow_from_entrypoint(
     f"{ROOT / 'flows' / 'triggered_conversation.py'}:triggered_conversation"
 )

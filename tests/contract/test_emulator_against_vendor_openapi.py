@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
 MAX_EXAMPLES = 25
 API_KEY = "VF.DM.0123456789abcdef01234567.contract"
 DEFAULT_AGENT = "agt_acme_support"

@@ -13,8 +13,7 @@ import pytest
 from prefect_sessions.errors import ProviderDownError, RunStoppedError
 from prefect_sessions.http import BreakerPolicy, CircuitBreaker, HttpClient, RetryPolicy
 from prefect_sessions.http.breaker import failure_kind
-
-from .conftest import BASE_URL, FakeTime
+from tests.conftest import BASE_URL, FakeTime
 
 POLICY = BreakerPolicy(open_after=10, probe_every=2, give_up_after=30)
 

@@ -26,8 +26,7 @@ from prefect_sessions.voiceflow import (
     start_session,
     update_variables,
 )
-
-from .conftest import not_loopback
+from tests.conftest import not_loopback
 
 pytestmark = [
     pytest.mark.usefixtures("prefect_server"),

@@ -23,8 +23,7 @@ from prefect_sessions.voiceflow import (
     VoiceflowCredentials,
     VoiceflowSession,
 )
-
-from .support.openapi import assert_valid, load_spec, request_schema, response_schema
+from tests.support.openapi import assert_valid, load_spec, request_schema, response_schema
 
 BASE = "https://vf.example.test"
 CURRENT = "voiceflow-general-runtime.openapi.json"

@@ -31,9 +31,8 @@ from prefect_sessions.vectara import (
     VectaraCredentials,
     forget_tokens,
 )
-
-from .support.fixed_window import serve
-from .support.vectara_app import VectaraServer
+from tests.support.fixed_window import serve
+from tests.support.vectara_app import VectaraServer
 
 API_KEY = "vectara-canary-API-KEY-91c2e7"
 CLIENT_SECRET = "vectara-canary-CLIENT-SECRET-5d0b"

@@ -31,7 +31,7 @@ def test_each_flow_is_defined_once_in_the_package():
     # The CLI and the deployments run the same flow objects: the entrypoints in flows/ import them.
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     defined = sorted(
         str(path.relative_to(root))
         for folder in ("prefect_sessions", "flows")

@@ -3,7 +3,8 @@
 `make test` runs 300 conversations; the full 10,000 is the same test with a size from the
 environment (see docs/reliability.md):
 
-    RELIABILITY_LOAD_CONVERSATIONS=10000 .venv/bin/pytest -q -s tests/test_reliability_load.py
+    RELIABILITY_LOAD_CONVERSATIONS=10000 .venv/bin/pytest -q -s \
+        tests/integration/reliability/test_load.py
 
 The run must finish with every conversation accounted for (one verdict each, all passed), the
 report's requests and 429s equal to the emulator's counters, and memory bounded: the process's

@@ -145,7 +145,7 @@ def test_one_second_window_per_caller_and_endpoint(
     emulator: EmulatorHandle, client: httpx.Client
 ) -> None:
     # With the inferred X-RateLimit-* published too (the default publishes Retry-After and
-    # X-RateLimit-Reset only, tests/test_emulator_limits.py).
+    # X-RateLimit-Reset only, tests/integration/emulator/test_limits.py).
     emulator.set_limit("liveavatar", "2/60s publish=headers")
     for _ in range(2):
         assert client.get("/v1/sessions", params={"type": "active"}).status_code == 200

@@ -24,7 +24,7 @@ from prefect_sessions.voiceflow import VoiceflowCredentials
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VOICEFLOW_CANARY = "VF.DM.canary0blocks0command.s3cr3t-9f1b"
 LIVEAVATAR_CANARY = "CANARY-blocks-liveavatar-41c7"
 CANARIES = (VOICEFLOW_CANARY, LIVEAVATAR_CANARY)
