@@ -360,166 +360,176 @@ _WAYNE = {
 }
 
 
+async def create_session_token(
+    request: Request,
+    payload: FullSDKSessionTokenConfigDataSchema | LiteSDKSessionTokenConfigDataSchema,
+    api_key: ApiKey,
+) -> Response:
+    state = emulator_state(request)
+    avatar_id = str(payload.avatar_id)
+    if payload.is_sandbox and avatar_id != SANDBOX_AVATAR_ID:
+        raise LiveAvatarHTTPError(
+            400, f"Sandbox mode only supports the sandbox avatar {SANDBOX_AVATAR_ID}"
+        )
+    now = state.clock()
+    session_id = str(uuid.uuid4())
+    token = _jwt({"session_id": session_id, "iat": int(now)})
+    session = LiveAvatarSession(
+        id=session_id,
+        token=token,
+        api_key=api_key,
+        mode=payload.mode,
+        avatar_id=avatar_id,
+        is_sandbox=payload.is_sandbox,
+        max_session_duration=payload.max_session_duration,
+        created_at=now,
+        byo_livekit=getattr(payload, "livekit_config", None),
+    )
+    state.liveavatar.sessions[session_id] = session
+    state.liveavatar.by_token[token] = session_id
+    return _ok({"session_id": session_id, "session_token": token}, "Session token created")
+
+
+async def start_session(request: Request, session: SessionFromToken) -> Response:
+    state = emulator_state(request)
+    if session.started_at is not None:
+        raise LiveAvatarHTTPError(400, "Session already started: mint a new session token")
+    now = state.clock()
+    session.started_at = session.last_activity = session.updated_at = now
+    data: dict[str, Any] = {
+        "session_id": session.id,
+        "livekit_url": "wss://livekit.emulator.invalid",
+        "livekit_client_token": _jwt({"room": session.id, "role": "client"}),
+        "livekit_agent_token": _jwt({"room": session.id, "role": "agent"}),
+    }
+    if session.byo_livekit is not None:
+        data["livekit_url"] = session.byo_livekit.livekit_url
+        data["livekit_client_token"] = session.byo_livekit.livekit_client_token
+    if session.max_session_duration:
+        data["max_session_duration"] = session.max_session_duration
+    if session.mode == "LITE":
+        base = str(request.base_url).rstrip("/").replace("http", "ws", 1)
+        data["ws_url"] = f"{base}/ws/liveavatar/{session.id}?token={session.ws_token}"
+    else:
+        greeting = state.agent.launch(state.agent.initial_variables()).text
+        _say(session, "avatar", greeting, now)
+    return _ok(data, "Session started", status=201)
+
+
+async def stop_session(
+    request: Request,
+    body: Annotated[StopSessionSchema, Body()] = StopSessionSchema(reason="USER_CLOSED"),  # noqa: B008
+) -> Response:
+    session = _target(request, body.session_id)
+    _refresh(request, session)
+    if session.ended_at is not None:
+        return _ok(None, "Session already stopped")
+    session.end(emulator_state(request).clock(), body.reason)
+    return _ok(None, "Session stopped")
+
+
+async def keep_session_alive(
+    request: Request,
+    body: Annotated[KeepSessionAliveSchema, Body()] = KeepSessionAliveSchema(),  # noqa: B008
+) -> Response:
+    session = _target(request, body.session_id)
+    _refresh(request, session)
+    if not session.active:
+        raise LiveAvatarHTTPError(400, "Session is not active")
+    session.last_activity = session.updated_at = emulator_state(request).clock()
+    return _ok(None, "Session kept alive")
+
+
+async def list_sessions(
+    request: Request,
+    api_key: ApiKey,
+    type: Literal["active", "historic"],  # the vendor's parameter name
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    avatar_id: str | None = None,
+    embed_id: str | None = None,
+    context_id: str | None = None,
+) -> Response:
+    sessions = [
+        s
+        for s in emulator_state(request).liveavatar.sessions.values()
+        if s.api_key == api_key and (avatar_id is None or s.avatar_id == avatar_id)
+    ]
+    for session in sessions:
+        _refresh(request, session)
+    wanted = [
+        s
+        for s in sessions
+        if (s.active if type == "active" else s.ended_at is not None)
+        and embed_id is None
+        and context_id is None
+    ]
+    chunk = wanted[(page - 1) * page_size : page * page_size]
+    data: dict[str, Any] = {
+        "count": len(wanted),
+        "results": [_entry(request, s) for s in chunk],
+    }
+    if page * page_size < len(wanted):
+        data["next"] = str(request.url.include_query_params(page=page + 1))
+    if page > 1:
+        data["previous"] = str(request.url.include_query_params(page=page - 1))
+    return _ok(data)
+
+
+async def get_session(session_id: str, request: Request, api_key: ApiKey) -> Response:
+    return _ok(_entry(request, _owned(request, session_id, api_key)))
+
+
+async def get_transcript(
+    session_id: str,
+    request: Request,
+    api_key: ApiKey,
+    start_timestamp: int | None = None,
+    end_timestamp: int | None = None,
+) -> Response:
+    session = _owned(request, session_id, api_key)
+    _refresh(request, session)
+    lines = [
+        line
+        for line in session.transcript
+        if (start_timestamp is None or line["absolute_timestamp"] >= start_timestamp)
+        and (end_timestamp is None or line["absolute_timestamp"] <= end_timestamp)
+    ]
+    return _ok({"session_active": session.active, "transcript_data": lines})
+
+
+async def delete_session_events(session_id: str, request: Request, api_key: ApiKey) -> Response:
+    _owned(request, session_id, api_key).transcript.clear()
+    return _ok(None, "Session events deleted")
+
+
+async def list_public_avatars(_: ApiKey) -> Response:
+    return _ok({"count": 1, "results": [_WAYNE]})
+
+
+async def list_avatars(_: ApiKey) -> Response:
+    return _ok({"count": 1, "results": [_WAYNE]})
+
+
+async def get_avatar(avatar_id: str, _: ApiKey) -> Response:
+    if avatar_id != SANDBOX_AVATAR_ID:
+        raise LiveAvatarHTTPError(404, f"Avatar {avatar_id} not found")
+    return _ok(_WAYNE)
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1")
-
-    @router.post("/sessions/token")
-    async def create_session_token(
-        request: Request,
-        payload: FullSDKSessionTokenConfigDataSchema | LiteSDKSessionTokenConfigDataSchema,
-        api_key: ApiKey,
-    ) -> Response:
-        state = emulator_state(request)
-        avatar_id = str(payload.avatar_id)
-        if payload.is_sandbox and avatar_id != SANDBOX_AVATAR_ID:
-            raise LiveAvatarHTTPError(
-                400, f"Sandbox mode only supports the sandbox avatar {SANDBOX_AVATAR_ID}"
-            )
-        now = state.clock()
-        session_id = str(uuid.uuid4())
-        token = _jwt({"session_id": session_id, "iat": int(now)})
-        session = LiveAvatarSession(
-            id=session_id,
-            token=token,
-            api_key=api_key,
-            mode=payload.mode,
-            avatar_id=avatar_id,
-            is_sandbox=payload.is_sandbox,
-            max_session_duration=payload.max_session_duration,
-            created_at=now,
-            byo_livekit=getattr(payload, "livekit_config", None),
-        )
-        state.liveavatar.sessions[session_id] = session
-        state.liveavatar.by_token[token] = session_id
-        return _ok({"session_id": session_id, "session_token": token}, "Session token created")
-
-    @router.post("/sessions/start")
-    async def start_session(request: Request, session: SessionFromToken) -> Response:
-        state = emulator_state(request)
-        if session.started_at is not None:
-            raise LiveAvatarHTTPError(400, "Session already started: mint a new session token")
-        now = state.clock()
-        session.started_at = session.last_activity = session.updated_at = now
-        data: dict[str, Any] = {
-            "session_id": session.id,
-            "livekit_url": "wss://livekit.emulator.invalid",
-            "livekit_client_token": _jwt({"room": session.id, "role": "client"}),
-            "livekit_agent_token": _jwt({"room": session.id, "role": "agent"}),
-        }
-        if session.byo_livekit is not None:
-            data["livekit_url"] = session.byo_livekit.livekit_url
-            data["livekit_client_token"] = session.byo_livekit.livekit_client_token
-        if session.max_session_duration:
-            data["max_session_duration"] = session.max_session_duration
-        if session.mode == "LITE":
-            base = str(request.base_url).rstrip("/").replace("http", "ws", 1)
-            data["ws_url"] = f"{base}/ws/liveavatar/{session.id}?token={session.ws_token}"
-        else:
-            greeting = state.agent.launch(state.agent.initial_variables()).text
-            _say(session, "avatar", greeting, now)
-        return _ok(data, "Session started", status=201)
-
-    @router.post("/sessions/stop")
-    async def stop_session(
-        request: Request,
-        body: Annotated[StopSessionSchema, Body()] = StopSessionSchema(reason="USER_CLOSED"),  # noqa: B008
-    ) -> Response:
-        session = _target(request, body.session_id)
-        _refresh(request, session)
-        if session.ended_at is not None:
-            return _ok(None, "Session already stopped")
-        session.end(emulator_state(request).clock(), body.reason)
-        return _ok(None, "Session stopped")
-
-    @router.post("/sessions/keep-alive")
-    async def keep_session_alive(
-        request: Request,
-        body: Annotated[KeepSessionAliveSchema, Body()] = KeepSessionAliveSchema(),  # noqa: B008
-    ) -> Response:
-        session = _target(request, body.session_id)
-        _refresh(request, session)
-        if not session.active:
-            raise LiveAvatarHTTPError(400, "Session is not active")
-        session.last_activity = session.updated_at = emulator_state(request).clock()
-        return _ok(None, "Session kept alive")
-
-    @router.get("/sessions")
-    async def list_sessions(
-        request: Request,
-        api_key: ApiKey,
-        type: Literal["active", "historic"],  # the vendor's parameter name
-        page: Annotated[int, Query(ge=1)] = 1,
-        page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-        avatar_id: str | None = None,
-        embed_id: str | None = None,
-        context_id: str | None = None,
-    ) -> Response:
-        sessions = [
-            s
-            for s in emulator_state(request).liveavatar.sessions.values()
-            if s.api_key == api_key and (avatar_id is None or s.avatar_id == avatar_id)
-        ]
-        for session in sessions:
-            _refresh(request, session)
-        wanted = [
-            s
-            for s in sessions
-            if (s.active if type == "active" else s.ended_at is not None)
-            and embed_id is None
-            and context_id is None
-        ]
-        chunk = wanted[(page - 1) * page_size : page * page_size]
-        data: dict[str, Any] = {
-            "count": len(wanted),
-            "results": [_entry(request, s) for s in chunk],
-        }
-        if page * page_size < len(wanted):
-            data["next"] = str(request.url.include_query_params(page=page + 1))
-        if page > 1:
-            data["previous"] = str(request.url.include_query_params(page=page - 1))
-        return _ok(data)
-
-    @router.get("/sessions/{session_id}")
-    async def get_session(session_id: str, request: Request, api_key: ApiKey) -> Response:
-        return _ok(_entry(request, _owned(request, session_id, api_key)))
-
-    @router.get("/sessions/{session_id}/transcript")
-    async def get_transcript(
-        session_id: str,
-        request: Request,
-        api_key: ApiKey,
-        start_timestamp: int | None = None,
-        end_timestamp: int | None = None,
-    ) -> Response:
-        session = _owned(request, session_id, api_key)
-        _refresh(request, session)
-        lines = [
-            line
-            for line in session.transcript
-            if (start_timestamp is None or line["absolute_timestamp"] >= start_timestamp)
-            and (end_timestamp is None or line["absolute_timestamp"] <= end_timestamp)
-        ]
-        return _ok({"session_active": session.active, "transcript_data": lines})
-
-    @router.delete("/sessions/{session_id}/events")
-    async def delete_session_events(session_id: str, request: Request, api_key: ApiKey) -> Response:
-        _owned(request, session_id, api_key).transcript.clear()
-        return _ok(None, "Session events deleted")
-
-    @router.get("/avatars/public")
-    async def list_public_avatars(_: ApiKey) -> Response:
-        return _ok({"count": 1, "results": [_WAYNE]})
-
-    @router.get("/avatars")
-    async def list_avatars(_: ApiKey) -> Response:
-        return _ok({"count": 1, "results": [_WAYNE]})
-
-    @router.get("/avatars/{avatar_id}")
-    async def get_avatar(avatar_id: str, _: ApiKey) -> Response:
-        if avatar_id != SANDBOX_AVATAR_ID:
-            raise LiveAvatarHTTPError(404, f"Avatar {avatar_id} not found")
-        return _ok(_WAYNE)
-
+    router.add_api_route("/sessions/token", create_session_token, methods=["POST"])
+    router.add_api_route("/sessions/start", start_session, methods=["POST"])
+    router.add_api_route("/sessions/stop", stop_session, methods=["POST"])
+    router.add_api_route("/sessions/keep-alive", keep_session_alive, methods=["POST"])
+    router.add_api_route("/sessions", list_sessions, methods=["GET"])
+    router.add_api_route("/sessions/{session_id}", get_session, methods=["GET"])
+    router.add_api_route("/sessions/{session_id}/transcript", get_transcript, methods=["GET"])
+    router.add_api_route("/sessions/{session_id}/events", delete_session_events, methods=["DELETE"])
+    router.add_api_route("/avatars/public", list_public_avatars, methods=["GET"])
+    router.add_api_route("/avatars", list_avatars, methods=["GET"])
+    router.add_api_route("/avatars/{avatar_id}", get_avatar, methods=["GET"])
     return router
 
 
@@ -538,35 +548,35 @@ def _say(session: LiveAvatarSession, role: str, text: str, now: float) -> None:
 # -- LITE websocket -----------------------------------------------------------------------------
 
 
+async def lite_events(websocket: WebSocket, session_id: str) -> None:
+    state = emulator_state(websocket)
+    session = state.liveavatar.sessions.get(session_id)
+    token = websocket.query_params.get("token", "")
+    if session is not None:
+        _refresh(websocket, session)
+    if (
+        session is None
+        or not secrets.compare_digest(token, session.ws_token)
+        or session.mode != "LITE"
+        or not session.active
+    ):
+        await websocket.close(code=1008, reason="unknown or inactive LITE session")
+        return
+    await websocket.accept()
+    lite = _LiteConnection(websocket, session)
+    await lite.send("session.state_updated", state="connected")
+    try:
+        while True:
+            text = await websocket.receive_text()
+            if not await lite.handle(text):
+                break
+    except WebSocketDisconnect:
+        return
+
+
 def build_websocket_router() -> APIRouter:
     router = APIRouter()
-
-    @router.websocket("/ws/liveavatar/{session_id}")
-    async def lite_events(websocket: WebSocket, session_id: str) -> None:
-        state = emulator_state(websocket)
-        session = state.liveavatar.sessions.get(session_id)
-        token = websocket.query_params.get("token", "")
-        if session is not None:
-            _refresh(websocket, session)
-        if (
-            session is None
-            or not secrets.compare_digest(token, session.ws_token)
-            or session.mode != "LITE"
-            or not session.active
-        ):
-            await websocket.close(code=1008, reason="unknown or inactive LITE session")
-            return
-        await websocket.accept()
-        lite = _LiteConnection(websocket, session)
-        await lite.send("session.state_updated", state="connected")
-        try:
-            while True:
-                text = await websocket.receive_text()
-                if not await lite.handle(text):
-                    break
-        except WebSocketDisconnect:
-            return
-
+    router.add_api_websocket_route("/ws/liveavatar/{session_id}", lite_events)
     return router
 
 

@@ -283,202 +283,223 @@ def _event(store: VectaraStore, session_key: str, kind: str, **fields: Any) -> d
 # -- routes -------------------------------------------------------------------------------------
 
 
+async def create_agent(request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    body = await _json_object(request)
+    _check_agent(body, required=True)
+    key = body.get("key") or _new_key("agt", body["name"])
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise _bad("key", "must be 1 to 50 letters, digits, '_' or '-'")
+    if key in store.agents:
+        raise _bad("key", f"an agent with key '{key}' already exists")
+    now = store.now()
+    agent = {"metadata": {}, "enabled": True, **body, "key": key}
+    agent.update(created_at=now, updated_at=now)
+    store.agents[key] = agent
+    return JSONResponse(agent, status_code=201)
+
+
+async def list_agents(request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    agents = _filtered(list(store.agents.values()), request.query_params.get("filter"))
+    enabled = request.query_params.get("enabled")
+    if enabled in ("true", "false"):
+        agents = [a for a in agents if a["enabled"] is (enabled == "true")]
+    return JSONResponse(_page(agents, request, "agents"))
+
+
+async def get_agent(agent_key: str, request: Request) -> Response:
+    _authenticate(request)
+    return JSONResponse(emulator_state(request).vectara.agent(agent_key))
+
+
+async def update_agent(agent_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    agent = store.agent(agent_key)
+    body = await _json_object(request)
+    _check_agent(body, required=False)
+    allowed = ("name", "description", "tool_configurations", "model", "first_step")
+    agent.update({k: v for k, v in body.items() if k in (*allowed, "metadata", "enabled")})
+    agent["updated_at"] = store.now()
+    return JSONResponse(agent)
+
+
+async def replace_agent(agent_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    old = store.agent(agent_key)
+    body = await _json_object(request)
+    _check_agent(body, required=True)
+    body.pop("key", None)
+    agent = {"metadata": {}, "enabled": True, **body, "key": agent_key}
+    agent.update(created_at=old["created_at"], updated_at=store.now())
+    store.agents[agent_key] = agent
+    return JSONResponse(agent)
+
+
+async def delete_agent(agent_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    store.agent(agent_key)
+    del store.agents[agent_key]
+    for key in [k for k in store.sessions if k[0] == agent_key]:
+        store.sessions.pop(key)
+        store.events.pop(key, None)
+    return Response(status_code=204)
+
+
+async def create_session(agent_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    store.agent(agent_key)
+    body = await _json_object(request)
+    _check_session(body)
+    if not body.get("name"):
+        raise _bad("name", "is required")
+    key = body.get("key") or _new_key("ase", body["name"])
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise _bad("key", "must be 1 to 50 letters, digits, '_' or '-'")
+    if (agent_key, key) in store.sessions:
+        raise _bad("key", f"a session with key '{key}' already exists")
+    session = {
+        "key": key,
+        "agent_key": agent_key,
+        "name": body["name"],
+        "metadata": body.get("metadata", {}),
+        "enabled": body.get("enabled", True),
+        "tti_minutes": body.get("tti_minutes", 0),
+        "created_at": store.now(),
+    }
+    if "description" in body:
+        session["description"] = body["description"]
+    store.sessions[(agent_key, key)] = session
+    store.events[(agent_key, key)] = []
+    store.variables[(agent_key, key)] = store.script.initial_variables()
+    return JSONResponse(session, status_code=201)
+
+
+async def list_sessions(agent_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    store.agent(agent_key)
+    sessions = [s for (a, _), s in store.sessions.items() if a == agent_key]
+    sessions = _filtered(sessions, request.query_params.get("filter"))
+    return JSONResponse(_page(sessions, request, "sessions"))
+
+
+async def get_session(agent_key: str, session_key: str, request: Request) -> Response:
+    _authenticate(request)
+    return JSONResponse(emulator_state(request).vectara.session(agent_key, session_key))
+
+
+async def update_session(agent_key: str, session_key: str, request: Request) -> Response:
+    _authenticate(request)
+    session = emulator_state(request).vectara.session(agent_key, session_key)
+    body = await _json_object(request)
+    _check_session(body)
+    fields = ("name", "description", "metadata", "enabled", "tti_minutes")
+    session.update({k: v for k, v in body.items() if k in fields})
+    return JSONResponse(session)
+
+
+async def delete_session(agent_key: str, session_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    store.session(agent_key, session_key)
+    for table in (store.sessions, store.events, store.variables):
+        table.pop((agent_key, session_key), None)
+    return Response(status_code=204)
+
+
+async def create_input(agent_key: str, session_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    agent = store.agent(agent_key)
+    session = store.session(agent_key, session_key)
+    messages, stream = await _input_message(request)
+    if not agent["enabled"] or not session["enabled"]:
+        raise VectaraHTTPError(400, "invalid_request: this agent or session is disabled")
+    variables = store.variables.setdefault((agent_key, session_key), {})
+    text = " ".join(m["content"] for m in messages)
+    turn = store.script.respond(text, variables)
+    variables.update(turn.variables)
+    received = _event(store, session_key, "input_message", messages=messages)
+    answer = _event(store, session_key, "agent_output", content=turn.text)
+    store.events[(agent_key, session_key)].extend([received, answer])
+    if not stream:
+        body = {"session_key": session_key, "events": [received, answer]}
+        return JSONResponse(body, status_code=201)
+    return StreamingResponse(
+        _stream(store, turn.text),
+        status_code=201,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def list_events(agent_key: str, session_key: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    store.session(agent_key, session_key)
+    events = store.events.get((agent_key, session_key), [])
+    return JSONResponse(_page(events, request, "events"))
+
+
+async def get_event(agent_key: str, session_key: str, event_id: str, request: Request) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    store.session(agent_key, session_key)
+    for event in store.events.get((agent_key, session_key), []):
+        if event["id"] == event_id:
+            return JSONResponse(event)
+    raise VectaraHTTPError(404, f"event_not_found: no event '{event_id}'", missing_id=event_id)
+
+
+async def list_artifacts(agent_key: str, session_key: str, request: Request) -> Response:
+    _authenticate(request)
+    emulator_state(request).vectara.session(agent_key, session_key)
+    return JSONResponse(_page([], request, "artifacts"))
+
+
+async def get_artifact(
+    agent_key: str, session_key: str, artifact_id: str, request: Request
+) -> Response:
+    _authenticate(request)
+    emulator_state(request).vectara.session(agent_key, session_key)
+    raise VectaraHTTPError(
+        404, f"artifact_not_found: no artifact '{artifact_id}'", missing_id=artifact_id
+    )
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v2/agents")
-
-    @router.post("")
-    async def create_agent(request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        body = await _json_object(request)
-        _check_agent(body, required=True)
-        key = body.get("key") or _new_key("agt", body["name"])
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise _bad("key", "must be 1 to 50 letters, digits, '_' or '-'")
-        if key in store.agents:
-            raise _bad("key", f"an agent with key '{key}' already exists")
-        now = store.now()
-        agent = {"metadata": {}, "enabled": True, **body, "key": key}
-        agent.update(created_at=now, updated_at=now)
-        store.agents[key] = agent
-        return JSONResponse(agent, status_code=201)
-
-    @router.get("")
-    async def list_agents(request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        agents = _filtered(list(store.agents.values()), request.query_params.get("filter"))
-        enabled = request.query_params.get("enabled")
-        if enabled in ("true", "false"):
-            agents = [a for a in agents if a["enabled"] is (enabled == "true")]
-        return JSONResponse(_page(agents, request, "agents"))
-
-    @router.get("/{agent_key}")
-    async def get_agent(agent_key: str, request: Request) -> Response:
-        _authenticate(request)
-        return JSONResponse(emulator_state(request).vectara.agent(agent_key))
-
-    @router.patch("/{agent_key}")
-    async def update_agent(agent_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        agent = store.agent(agent_key)
-        body = await _json_object(request)
-        _check_agent(body, required=False)
-        allowed = ("name", "description", "tool_configurations", "model", "first_step")
-        agent.update({k: v for k, v in body.items() if k in (*allowed, "metadata", "enabled")})
-        agent["updated_at"] = store.now()
-        return JSONResponse(agent)
-
-    @router.put("/{agent_key}")
-    async def replace_agent(agent_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        old = store.agent(agent_key)
-        body = await _json_object(request)
-        _check_agent(body, required=True)
-        body.pop("key", None)
-        agent = {"metadata": {}, "enabled": True, **body, "key": agent_key}
-        agent.update(created_at=old["created_at"], updated_at=store.now())
-        store.agents[agent_key] = agent
-        return JSONResponse(agent)
-
-    @router.delete("/{agent_key}")
-    async def delete_agent(agent_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        store.agent(agent_key)
-        del store.agents[agent_key]
-        for key in [k for k in store.sessions if k[0] == agent_key]:
-            store.sessions.pop(key)
-            store.events.pop(key, None)
-        return Response(status_code=204)
-
-    @router.post("/{agent_key}/sessions")
-    async def create_session(agent_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        store.agent(agent_key)
-        body = await _json_object(request)
-        _check_session(body)
-        if not body.get("name"):
-            raise _bad("name", "is required")
-        key = body.get("key") or _new_key("ase", body["name"])
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise _bad("key", "must be 1 to 50 letters, digits, '_' or '-'")
-        if (agent_key, key) in store.sessions:
-            raise _bad("key", f"a session with key '{key}' already exists")
-        session = {
-            "key": key,
-            "agent_key": agent_key,
-            "name": body["name"],
-            "metadata": body.get("metadata", {}),
-            "enabled": body.get("enabled", True),
-            "tti_minutes": body.get("tti_minutes", 0),
-            "created_at": store.now(),
-        }
-        if "description" in body:
-            session["description"] = body["description"]
-        store.sessions[(agent_key, key)] = session
-        store.events[(agent_key, key)] = []
-        store.variables[(agent_key, key)] = store.script.initial_variables()
-        return JSONResponse(session, status_code=201)
-
-    @router.get("/{agent_key}/sessions")
-    async def list_sessions(agent_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        store.agent(agent_key)
-        sessions = [s for (a, _), s in store.sessions.items() if a == agent_key]
-        sessions = _filtered(sessions, request.query_params.get("filter"))
-        return JSONResponse(_page(sessions, request, "sessions"))
-
-    @router.get("/{agent_key}/sessions/{session_key}")
-    async def get_session(agent_key: str, session_key: str, request: Request) -> Response:
-        _authenticate(request)
-        return JSONResponse(emulator_state(request).vectara.session(agent_key, session_key))
-
-    @router.patch("/{agent_key}/sessions/{session_key}")
-    async def update_session(agent_key: str, session_key: str, request: Request) -> Response:
-        _authenticate(request)
-        session = emulator_state(request).vectara.session(agent_key, session_key)
-        body = await _json_object(request)
-        _check_session(body)
-        fields = ("name", "description", "metadata", "enabled", "tti_minutes")
-        session.update({k: v for k, v in body.items() if k in fields})
-        return JSONResponse(session)
-
-    @router.delete("/{agent_key}/sessions/{session_key}")
-    async def delete_session(agent_key: str, session_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        store.session(agent_key, session_key)
-        for table in (store.sessions, store.events, store.variables):
-            table.pop((agent_key, session_key), None)
-        return Response(status_code=204)
-
-    @router.post("/{agent_key}/sessions/{session_key}/events")
-    async def create_input(agent_key: str, session_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        agent = store.agent(agent_key)
-        session = store.session(agent_key, session_key)
-        messages, stream = await _input_message(request)
-        if not agent["enabled"] or not session["enabled"]:
-            raise VectaraHTTPError(400, "invalid_request: this agent or session is disabled")
-        variables = store.variables.setdefault((agent_key, session_key), {})
-        text = " ".join(m["content"] for m in messages)
-        turn = store.script.respond(text, variables)
-        variables.update(turn.variables)
-        received = _event(store, session_key, "input_message", messages=messages)
-        answer = _event(store, session_key, "agent_output", content=turn.text)
-        store.events[(agent_key, session_key)].extend([received, answer])
-        if not stream:
-            body = {"session_key": session_key, "events": [received, answer]}
-            return JSONResponse(body, status_code=201)
-        return StreamingResponse(
-            _stream(store, turn.text),
-            status_code=201,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
-
-    @router.get("/{agent_key}/sessions/{session_key}/events")
-    async def list_events(agent_key: str, session_key: str, request: Request) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        store.session(agent_key, session_key)
-        events = store.events.get((agent_key, session_key), [])
-        return JSONResponse(_page(events, request, "events"))
-
-    @router.get("/{agent_key}/sessions/{session_key}/events/{event_id}")
-    async def get_event(
-        agent_key: str, session_key: str, event_id: str, request: Request
-    ) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        store.session(agent_key, session_key)
-        for event in store.events.get((agent_key, session_key), []):
-            if event["id"] == event_id:
-                return JSONResponse(event)
-        raise VectaraHTTPError(404, f"event_not_found: no event '{event_id}'", missing_id=event_id)
-
-    @router.get("/{agent_key}/sessions/{session_key}/artifacts")
-    async def list_artifacts(agent_key: str, session_key: str, request: Request) -> Response:
-        _authenticate(request)
-        emulator_state(request).vectara.session(agent_key, session_key)
-        return JSONResponse(_page([], request, "artifacts"))
-
-    @router.get("/{agent_key}/sessions/{session_key}/artifacts/{artifact_id}")
-    async def get_artifact(
-        agent_key: str, session_key: str, artifact_id: str, request: Request
-    ) -> Response:
-        _authenticate(request)
-        emulator_state(request).vectara.session(agent_key, session_key)
-        raise VectaraHTTPError(
-            404, f"artifact_not_found: no artifact '{artifact_id}'", missing_id=artifact_id
-        )
-
+    router.add_api_route("", create_agent, methods=["POST"])
+    router.add_api_route("", list_agents, methods=["GET"])
+    router.add_api_route("/{agent_key}", get_agent, methods=["GET"])
+    router.add_api_route("/{agent_key}", update_agent, methods=["PATCH"])
+    router.add_api_route("/{agent_key}", replace_agent, methods=["PUT"])
+    router.add_api_route("/{agent_key}", delete_agent, methods=["DELETE"])
+    router.add_api_route("/{agent_key}/sessions", create_session, methods=["POST"])
+    router.add_api_route("/{agent_key}/sessions", list_sessions, methods=["GET"])
+    router.add_api_route("/{agent_key}/sessions/{session_key}", get_session, methods=["GET"])
+    router.add_api_route("/{agent_key}/sessions/{session_key}", update_session, methods=["PATCH"])
+    router.add_api_route("/{agent_key}/sessions/{session_key}", delete_session, methods=["DELETE"])
+    router.add_api_route(
+        "/{agent_key}/sessions/{session_key}/events", create_input, methods=["POST"]
+    )
+    router.add_api_route("/{agent_key}/sessions/{session_key}/events", list_events, methods=["GET"])
+    router.add_api_route(
+        "/{agent_key}/sessions/{session_key}/events/{event_id}", get_event, methods=["GET"]
+    )
+    router.add_api_route(
+        "/{agent_key}/sessions/{session_key}/artifacts", list_artifacts, methods=["GET"]
+    )
+    router.add_api_route(
+        "/{agent_key}/sessions/{session_key}/artifacts/{artifact_id}", get_artifact, methods=["GET"]
+    )
     return router
 
 

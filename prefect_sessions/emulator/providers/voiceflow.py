@@ -354,125 +354,140 @@ def _excluded(config: dict[str, Any]) -> Iterable[str]:
 # -- routes -------------------------------------------------------------------------------------
 
 
+async def start_session(request: Request, project_id: str, environment: str) -> Response:
+    state = emulator_state(request)
+    api_key = _api_key(request, state)
+    body = await _json_body(request)
+    user_id = body.get("userID") if isinstance(body, dict) else None
+    if not isinstance(user_id, str) or not 1 <= len(user_id) <= 256:
+        raise VoiceflowHTTPError(400, "userID is required: a string of 1 to 256 characters")
+    key = state.voiceflow.start(project_id, environment, user_id, api_key)
+    state.voiceflow.states[(project_id, user_id)] = new_state(project_id, state.agent)
+    return JSONResponse({"sessionKey": key})
+
+
+async def session_traffic_split(projectID: str, request: Request) -> Response:
+    return await start_session(request, projectID, "production")
+
+
+async def session_environment(
+    projectID: str,
+    environmentID: str,
+    request: Request,
+) -> Response:
+    return await start_session(request, projectID, environmentID)
+
+
+async def v4_traces(request: Request, *, streaming: bool) -> list[dict[str, Any]]:
+    state = emulator_state(request)
+    session = _session(request, state)
+    body = await _json_body(request)
+    turn, _, config = run_turn(state, (session.project_id, session.user_id), body)
+    # Completion events are a streaming feature: a JSON answer carries whole text traces.
+    completion = streaming and config.get("completionEvents") is True
+    return turn_traces(turn, completion_events=completion, excluded=_excluded(config))
+
+
+async def interact(request: Request) -> Response:
+    return JSONResponse({"traces": await v4_traces(request, streaming=False)})
+
+
+async def interact_stream(request: Request) -> Response:
+    traces = await v4_traces(request, streaming=True)
+    return StreamingResponse(
+        sse_frames(traces), media_type="text/event-stream", headers=_SSE_HEADERS
+    )
+
+
+async def get_state(userID: str, request: Request) -> Response:
+    state = emulator_state(request)
+    _api_key(request, state)
+    key = (_project_header(request), _user_id(userID, 128))
+    return JSONResponse(state.voiceflow.states.get(key, {}))
+
+
+async def put_state(userID: str, request: Request) -> Response:
+    state = emulator_state(request)
+    _api_key(request, state)
+    key = (_project_header(request), _user_id(userID, 128))
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise VoiceflowHTTPError(400, "State must be an object with stack, storage and variables")
+    for name, kind, noun in (
+        ("stack", list, "an array"),
+        ("storage", dict, "an object"),
+        ("variables", dict, "an object"),
+    ):
+        if not isinstance(body.get(name), kind):
+            raise VoiceflowHTTPError(400, f"State.{name} is required and must be {noun}")
+    state.voiceflow.states[key] = body
+    return JSONResponse(body)
+
+
+async def patch_variables(userID: str, request: Request) -> Response:
+    state = emulator_state(request)
+    _api_key(request, state)
+    key = (_project_header(request), _user_id(userID, 128))
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise VoiceflowHTTPError(400, "Body must be an object of variables to merge")
+    user_state = state.voiceflow.states.setdefault(key, new_state(key[0], state.agent))
+    user_state.setdefault("variables", {}).update(body)
+    return JSONResponse(user_state)
+
+
+async def delete_state(userID: str, request: Request) -> Response:
+    state = emulator_state(request)
+    _api_key(request, state)
+    project = _project_header(request)
+    state.voiceflow.end_user(project, _user_id(userID, 128))
+    return Response(status_code=200)
+
+
+async def legacy_interact(userID: str, request: Request) -> Response:
+    state = emulator_state(request)
+    _api_key(request, state)
+    key = (_project_header(request), _user_id(userID, 128))
+    body = await _json_body(request)
+    turn, user_state, config = run_turn(state, key, body, allow_request_alias=True)
+    traces = turn_traces(turn, completion_events=False, excluded=_excluded(config))
+    if request.query_params.get("verbose") == "true":
+        action = body.get("action") or body.get("request")
+        return JSONResponse({"trace": traces, "state": user_state, "action": action})
+    return JSONResponse(traces)
+
+
+async def emit_event(projectID: str, sessionID: str, request: Request) -> Response:
+    state = emulator_state(request)
+    _api_key(request, state)
+    body = await _json_body(request)
+    action = body.get("action") if isinstance(body, dict) else None
+    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+        raise VoiceflowHTTPError(400, "action is required: an object with a 'type'")
+    state.voiceflow.events.append(
+        {"projectID": projectID, "sessionID": sessionID, "action": action}
+    )
+    return Response(status_code=201)
+
+
 def build_router() -> APIRouter:
     router = APIRouter()
-
-    async def start_session(request: Request, project_id: str, environment: str) -> Response:
-        state = emulator_state(request)
-        api_key = _api_key(request, state)
-        body = await _json_body(request)
-        user_id = body.get("userID") if isinstance(body, dict) else None
-        if not isinstance(user_id, str) or not 1 <= len(user_id) <= 256:
-            raise VoiceflowHTTPError(400, "userID is required: a string of 1 to 256 characters")
-        key = state.voiceflow.start(project_id, environment, user_id, api_key)
-        state.voiceflow.states[(project_id, user_id)] = new_state(project_id, state.agent)
-        return JSONResponse({"sessionKey": key})
-
-    @router.post("/v4/project/{projectID}/session")
-    async def session_traffic_split(projectID: str, request: Request) -> Response:
-        return await start_session(request, projectID, "production")
-
-    @router.post("/v4/project/{projectID}/environment/{environmentID}/session")
-    async def session_environment(
-        projectID: str,
-        environmentID: str,
-        request: Request,
-    ) -> Response:
-        return await start_session(request, projectID, environmentID)
-
-    async def v4_traces(request: Request, *, streaming: bool) -> list[dict[str, Any]]:
-        state = emulator_state(request)
-        session = _session(request, state)
-        body = await _json_body(request)
-        turn, _, config = run_turn(state, (session.project_id, session.user_id), body)
-        # Completion events are a streaming feature: a JSON answer carries whole text traces.
-        completion = streaming and config.get("completionEvents") is True
-        return turn_traces(turn, completion_events=completion, excluded=_excluded(config))
-
-    @router.post("/v4/interact")
-    async def interact(request: Request) -> Response:
-        return JSONResponse({"traces": await v4_traces(request, streaming=False)})
-
-    @router.post("/v4/interact/stream")
-    async def interact_stream(request: Request) -> Response:
-        traces = await v4_traces(request, streaming=True)
-        return StreamingResponse(
-            sse_frames(traces), media_type="text/event-stream", headers=_SSE_HEADERS
-        )
-
-    @router.get("/state/user/{userID}")
-    async def get_state(userID: str, request: Request) -> Response:
-        state = emulator_state(request)
-        _api_key(request, state)
-        key = (_project_header(request), _user_id(userID, 128))
-        return JSONResponse(state.voiceflow.states.get(key, {}))
-
-    @router.put("/state/user/{userID}")
-    async def put_state(userID: str, request: Request) -> Response:
-        state = emulator_state(request)
-        _api_key(request, state)
-        key = (_project_header(request), _user_id(userID, 128))
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise VoiceflowHTTPError(
-                400, "State must be an object with stack, storage and variables"
-            )
-        for name, kind, noun in (
-            ("stack", list, "an array"),
-            ("storage", dict, "an object"),
-            ("variables", dict, "an object"),
-        ):
-            if not isinstance(body.get(name), kind):
-                raise VoiceflowHTTPError(400, f"State.{name} is required and must be {noun}")
-        state.voiceflow.states[key] = body
-        return JSONResponse(body)
-
-    @router.patch("/state/user/{userID}/variables")
-    async def patch_variables(userID: str, request: Request) -> Response:
-        state = emulator_state(request)
-        _api_key(request, state)
-        key = (_project_header(request), _user_id(userID, 128))
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise VoiceflowHTTPError(400, "Body must be an object of variables to merge")
-        user_state = state.voiceflow.states.setdefault(key, new_state(key[0], state.agent))
-        user_state.setdefault("variables", {}).update(body)
-        return JSONResponse(user_state)
-
-    @router.delete("/state/user/{userID}")
-    async def delete_state(userID: str, request: Request) -> Response:
-        state = emulator_state(request)
-        _api_key(request, state)
-        project = _project_header(request)
-        state.voiceflow.end_user(project, _user_id(userID, 128))
-        return Response(status_code=200)
-
-    @router.post("/state/user/{userID}/interact")
-    async def legacy_interact(userID: str, request: Request) -> Response:
-        state = emulator_state(request)
-        _api_key(request, state)
-        key = (_project_header(request), _user_id(userID, 128))
-        body = await _json_body(request)
-        turn, user_state, config = run_turn(state, key, body, allow_request_alias=True)
-        traces = turn_traces(turn, completion_events=False, excluded=_excluded(config))
-        if request.query_params.get("verbose") == "true":
-            action = body.get("action") or body.get("request")
-            return JSONResponse({"trace": traces, "state": user_state, "action": action})
-        return JSONResponse(traces)
-
-    @router.post("/v2/project/{projectID}/session/{sessionID}/event")
-    async def emit_event(projectID: str, sessionID: str, request: Request) -> Response:
-        state = emulator_state(request)
-        _api_key(request, state)
-        body = await _json_body(request)
-        action = body.get("action") if isinstance(body, dict) else None
-        if not isinstance(action, dict) or not isinstance(action.get("type"), str):
-            raise VoiceflowHTTPError(400, "action is required: an object with a 'type'")
-        state.voiceflow.events.append(
-            {"projectID": projectID, "sessionID": sessionID, "action": action}
-        )
-        return Response(status_code=201)
-
+    router.add_api_route("/v4/project/{projectID}/session", session_traffic_split, methods=["POST"])
+    router.add_api_route(
+        "/v4/project/{projectID}/environment/{environmentID}/session",
+        session_environment,
+        methods=["POST"],
+    )
+    router.add_api_route("/v4/interact", interact, methods=["POST"])
+    router.add_api_route("/v4/interact/stream", interact_stream, methods=["POST"])
+    router.add_api_route("/state/user/{userID}", get_state, methods=["GET"])
+    router.add_api_route("/state/user/{userID}", put_state, methods=["PUT"])
+    router.add_api_route("/state/user/{userID}/variables", patch_variables, methods=["PATCH"])
+    router.add_api_route("/state/user/{userID}", delete_state, methods=["DELETE"])
+    router.add_api_route("/state/user/{userID}/interact", legacy_interact, methods=["POST"])
+    router.add_api_route(
+        "/v2/project/{projectID}/session/{sessionID}/event", emit_event, methods=["POST"]
+    )
     return router
 
 

@@ -246,3 +246,21 @@ def test_the_default_agent_is_deterministic_and_complete() -> None:
     assert refund.variables == {"topic": "refund"}
     assert agent.respond("I need a refund", {}) == refund
     assert agent.respond("bye", {}).ended
+
+
+def test_every_emulated_route_is_a_module_level_handler() -> None:
+    # A handler nested in its router builder cannot be imported or tested alone.
+    from fastapi.routing import APIRoute, APIWebSocketRoute
+
+    from prefect_sessions.emulator.providers import emulated_apis
+
+    for api in emulated_apis():
+        routes = [
+            route
+            for router in (*api.routers(), *api.extra_routers())
+            for route in router.routes
+            if isinstance(route, APIRoute | APIWebSocketRoute)
+        ]
+        assert routes, api.name
+        nested = [route.path for route in routes if "<locals>" in route.endpoint.__qualname__]
+        assert nested == [], f"{api.name}: {nested}"
