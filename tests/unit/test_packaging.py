@@ -58,3 +58,20 @@ def test_the_shard_flow_ships_in_the_wheel():
 
     assert (files("prefect_sessions") / "flows" / "shard.py").is_file()
     assert SHARD_DEPLOYMENT.split("/")[0] == batch_conversations_shard.name
+
+
+def test_validating_or_running_a_suite_loads_no_emulator():
+    # The emulator (FastAPI, uvicorn) is its own command: the CLI hands `emulator ...` over
+    # before parsing, so `prefect-sessions validate` stays light.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, prefect_sessions.cli; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('uvicorn', 'fastapi', 'prefect_sessions.emulator'))))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert shown.strip() == "[]"

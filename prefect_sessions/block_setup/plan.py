@@ -1,28 +1,15 @@
-"""Register the package's block types with a Prefect server and create or update credentials
-blocks from environment variables or a YAML file.
-
-Run it as ``prefect-sessions blocks`` (or, from the repository, ``python -m blocks``; see
-``blocks/README.md``). Everything is checked before anything is saved: a missing environment
-variable, an unknown block type or field, a secret written into the file or bad YAML stops the
-command with a message naming the field and the fix, and nothing reaches the server. Secrets are
-read from environment variables only and never printed; the output names the variable instead.
-"""
+"""The blocks wanted: read from a YAML file or from environment variables, and checked whole
+before anything is saved (every problem names the field and the fix; no secret is echoed)."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 import yaml
 from prefect.blocks.core import Block
-from prefect.client.orchestration import PrefectClient, get_client
-from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import SecretStr, ValidationError
 
 from prefect_sessions.credentials import ProviderCredentials
@@ -312,135 +299,3 @@ def plan_from_env(environ: Mapping[str, str]) -> list[PlannedBlock]:
             [f"no credentials in the environment: export one of {wanted}, or pass --file FILE"]
         )
     return planned
-
-
-# -- applying them ------------------------------------------------------------------------------
-
-
-async def _existing(planned: PlannedBlock, client: PrefectClient) -> ProviderCredentials | None:
-    try:
-        return await planned.cls.aload(planned.name, client=client)
-    except ValueError:  # Prefect's "Unable to find block document named ..."
-        return None
-    except ValidationError:
-        return None  # saved with an older schema: it will be overwritten
-
-
-def _same(left: Block, right: Block) -> bool:
-    # Field by field: SecretStr compares the secret values, and the block's private attributes
-    # (document ID, name) must not count.
-    return all(getattr(left, name) == getattr(right, name) for name in type(left).model_fields)
-
-
-async def register_block_types(client: PrefectClient) -> list[str]:
-    """Register every block type of the package (idempotent); returns their slugs."""
-    slugs = []
-    for cls in block_types():
-        await cls.aregister_type_and_schema(client=client)
-        slugs.append(cls.get_block_type_slug())
-    return slugs
-
-
-async def apply(
-    planned: Sequence[PlannedBlock], client: PrefectClient | None = None
-) -> list[tuple[PlannedBlock, Outcome]]:
-    """Register the block types, then create or update each block; unchanged ones are left as
-    they are. Returns what happened to each."""
-    if client is None:
-        async with get_client() as owned:
-            return await apply(planned, owned)
-    await register_block_types(client)
-    results: list[tuple[PlannedBlock, Outcome]] = []
-    for item in planned:
-        existing = await _existing(item, client)
-        if existing is not None and _same(existing, item.block):
-            results.append((item, "unchanged"))
-            continue
-        await item.block.asave(item.name, overwrite=True, client=client)
-        results.append((item, "created" if existing is None else "updated"))
-    return results
-
-
-# -- the command --------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="prefect-sessions blocks",
-        description=(
-            "Register prefect-sessions' block types with the Prefect server at PREFECT_API_URL "
-            "and create or update credentials blocks. Secrets are read from environment "
-            "variables only and never printed."
-        ),
-    )
-    parser.add_argument(
-        "-f",
-        "--file",
-        type=Path,
-        help=(
-            "a YAML file of blocks (see blocks/blocks.example.yaml); without it, blocks come "
-            f"from {', '.join(env_prefix(cls) + '*' for cls in block_types())} environment "
-            "variables"
-        ),
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="only validate the input and show what would be saved; contact no server",
-    )
-    return parser
-
-
-def main(
-    argv: Sequence[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
-    """The command. Returns 0 on success, 2 for unusable input (nothing saved), 1 when the
-    Prefect server failed."""
-    out, err = out or sys.stdout, err or sys.stderr
-    environ = os.environ if environ is None else environ
-    args = _parser().parse_args(argv)
-    try:
-        if args.file is not None:
-            try:
-                text = args.file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise BlockSetupError(
-                    [f"{args.file}: cannot read it ({exc.strerror}): check the path"]
-                ) from None
-            planned = plan_from_yaml(text, environ, source=str(args.file))
-        else:
-            planned = plan_from_env(environ)
-    except BlockSetupError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=err)
-        print("Nothing was saved.", file=err)
-        return 2
-    if args.check:
-        for item in planned:
-            print(f"{item.slug}: valid{item.describe()}", file=out)
-        print("Checked only: nothing was saved.", file=out)
-        return 0
-    try:
-        # Works with or without a running event loop (a notebook, a test, an async caller).
-        results = run_coro_as_sync(apply(planned))
-        assert results is not None
-    except Exception as exc:
-        # A server's error may quote the request body: scrub every secret we were given.
-        secrets = [
-            environ[variable]
-            for item in planned
-            for name, variable in item.sources.items()
-            if name in secret_fields(item.cls)
-        ]
-        message = _scrub(f"{type(exc).__name__}: {exc}", secrets)
-        print(f"error: the Prefect server failed: {message}", file=err)
-        return 1
-    slugs = ", ".join(cls.get_block_type_slug() for cls in block_types())
-    print(f"Registered block types: {slugs}", file=out)
-    for item, outcome in results:
-        print(f"{item.slug}: {outcome}{item.describe()}", file=out)
-    return 0
