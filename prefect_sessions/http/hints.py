@@ -22,8 +22,10 @@ MAX_CREDIBLE_HINT_SECONDS = 86_400.0
 # X-RateLimit-Reset values above this are epoch timestamps (GitHub style), not delta-seconds.
 _EPOCH_THRESHOLD = 1_000_000_000.0
 
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
-_INTEGER = re.compile(r"^\s*\d+\s*$")
+# HTTP's optional whitespace is space and tab only, and digits are ASCII: "0\x1f" or "٣" are not
+# numbers here (hypothesis found float() refusing what a \s or \d pattern let through).
+_NUMBER = re.compile(r"^[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*$")
+_INTEGER = re.compile(r"^[ \t]*[0-9]+[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,10 @@ def _as_utc(moment: datetime) -> datetime:
 
 def parse_retry_after_ms(value: str | None) -> RetryHint | None:
     """Parse ``retry-after-ms`` (OpenAI-style, milliseconds, integer or fractional)."""
-    if value is None or not _NUMBER.match(value):
+    match = _NUMBER.match(value) if value is not None else None
+    if match is None:
         return None
-    seconds = float(value) / 1000.0
+    seconds = float(match.group(1)) / 1000.0
     return RetryHint(seconds, 0.001, "retry-after-ms") if _credible(seconds) else None
 
 
@@ -58,8 +61,8 @@ def parse_retry_after(value: str | None, now: datetime) -> RetryHint | None:
     """
     if value is None:
         return None
-    if _NUMBER.match(value):
-        seconds = float(value)
+    if match := _NUMBER.match(value):
+        seconds = float(match.group(1))
         resolution = 1.0 if _INTEGER.match(value) else 0.0
         return RetryHint(seconds, resolution, "Retry-After") if _credible(seconds) else None
     try:
@@ -75,9 +78,9 @@ def parse_reset(value: str | None, now: datetime) -> RetryHint | None:
     for values that can only be one, a Unix epoch timestamp."""
     if value is None:
         return None
-    text = value.strip()
-    if _NUMBER.match(text):
-        number = float(text)
+    text = value.strip(" \t")
+    if match := _NUMBER.match(text):
+        number = float(match.group(1))
         is_epoch = number >= _EPOCH_THRESHOLD
         seconds = max(0.0, number - now.timestamp()) if is_epoch else number
         resolution = 1.0 if _INTEGER.match(text) else 0.0

@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -155,3 +156,11 @@ def test_rate_limit_info_reads_the_published_quota():
     assert (info.limit, info.remaining, info.reset_seconds) == (500, 42, 60.0)
     assert rate_limit_info({"ratelimit-limit": "100, 100;w=60"}, NOW).limit == 100
     assert rate_limit_info({"content-type": "application/json"}, NOW) is None
+
+
+@pytest.mark.parametrize("text", ["0\x1f", "2\x1c", "\u0663", "1\u00a0"])
+def test_control_characters_and_other_digits_are_not_numbers(text):
+    # Found by hypothesis under a random seed: float() refused what a \s or \d pattern accepted.
+    assert parse_retry_after(text, NOW) is None
+    assert parse_retry_after_ms(text) is None
+    assert parse_reset(text, NOW) is None
