@@ -121,9 +121,9 @@ class Expectation(BaseModel):
         if kind == "regex" and not re.search(value, text):
             return f"expected the answer to match /{value}/; it said {_quote(text)}"
         if kind == "trace_type" and value not in reply.trace_types:
-            return f"expected a {value!r} trace; got {reply.trace_types}"
+            return f"expected a {value!r} trace; got {_listed(reply.trace_types)}"
         if kind == "button" and value.casefold() not in (b.casefold() for b in reply.buttons):
-            return f"expected a button {value!r}; offered {reply.buttons}"
+            return f"expected a button {value!r}; offered {_listed(reply.buttons)}"
         if kind == "latency_ms_below" and reply.latency_ms >= value:
             return f"expected an answer within {value} ms; it took {reply.latency_ms:.0f} ms"
         if isinstance(value, VariableCheck):
@@ -133,14 +133,29 @@ class Expectation(BaseModel):
 
 def _variable_failure(check: VariableCheck, variables: dict[str, Any]) -> str | None:
     if check.name not in variables:
-        return f"expected variable {check.name!r} to be set; known: {sorted(variables)}"
+        return f"expected variable {check.name!r} to be set; known: {_listed(sorted(variables))}"
     actual = variables[check.name]
     if check.regex is not None:
         if not re.search(check.regex, str(actual)):
-            return f"expected variable {check.name!r} to match /{check.regex}/; it is {actual!r}"
+            return (
+                f"expected variable {check.name!r} to match /{check.regex}/; it is {_short(actual)}"
+            )
     elif actual != check.equals and str(actual) != str(check.equals):
-        return f"expected variable {check.name!r} = {check.equals!r}; it is {actual!r}"
+        return f"expected variable {check.name!r} = {check.equals!r}; it is {_short(actual)}"
     return None
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an answer is never pasted whole."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _listed(items: list[str], most: int = 20) -> str:
+    """A list of names from an answer, each cut short and at most ``most`` of them."""
+    shown = ", ".join(_short(item, 60) for item in items[:most])
+    more = f", and {len(items) - most} more" if len(items) > most else ""
+    return f"[{shown}{more}]"
 
 
 def _quote(text: str, limit: int = 200) -> str:

@@ -251,3 +251,22 @@ def test_cleanup_is_off_unless_asked_for(tmp_path):
     assert load_suite(write(tmp_path, HEAD + turns), environ=ENV).suite.cleanup is False
     asked = load_suite(write(tmp_path, HEAD + "cleanup: true\n" + turns), environ=ENV)
     assert asked.suite.cleanup is True
+
+
+def test_a_failure_never_pastes_a_huge_answer_whole():
+    # Found by hypothesis under another seed: a 300,000-character trace type was pasted into
+    # the conversation's reason.
+    huge = "x" * 300_000
+    reply = Reply(messages=["hi"], trace_types=["text", huge], buttons=[huge] * 50)
+    for expectation in (
+        Expectation.model_validate({"trace_type": "cardV2"}),
+        Expectation.model_validate({"button": "Track my order"}),
+        Expectation.model_validate({"variable": {"name": "tier", "equals": "gold"}}),
+    ):
+        failure = expectation.failure(reply, {"tier": huge, **{f"v{i}": 1 for i in range(100)}})
+        assert failure is not None
+        assert len(failure) < 2_000
+    short = Expectation.model_validate({"trace_type": "cardV2"}).failure(
+        Reply(trace_types=["text", "speak"]), None
+    )
+    assert short == "expected a 'cardV2' trace; got ['text', 'speak']"
