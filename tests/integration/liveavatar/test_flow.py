@@ -76,10 +76,12 @@ class TestLiveAvatarCredentialsBlock(BlockStandardTestSuite):
 
 
 async def _task_runs_of(flow_run_id: Any, expected: int) -> list[Any]:
-    """The flow run's task runs, once ``expected`` of them are recorded (bounded: 30 s).
+    """The flow run's task runs, once ``expected`` of them are recorded in a final state
+    (bounded: 30 s).
 
     Prefect 3 sends task-run states as events that the server records asynchronously, so right
-    after a flow returns some may not be readable yet; there is nothing to await but their arrival.
+    after a flow returns some may not be readable yet, or still read Running; there is nothing to
+    await but their arrival.
     """
     deadline = time.monotonic() + 30
     async with get_client() as prefect:
@@ -87,7 +89,8 @@ async def _task_runs_of(flow_run_id: Any, expected: int) -> list[Any]:
             runs = await prefect.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
             )
-            if len(runs) >= expected or time.monotonic() > deadline:
+            final = [run for run in runs if run.state is not None and run.state.is_final()]
+            if len(final) >= expected or time.monotonic() > deadline:
                 return runs
             await asyncio.sleep(0.2)
 
