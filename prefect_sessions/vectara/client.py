@@ -421,7 +421,7 @@ class VectaraClient:
             return page.events, page.page_key
 
         async for event in follow_cursor(
-            fetch, provider=self.http.provider, operation="list events"
+            fetch, provider=self.http.provider, operation="list events", cursor_name="page_key"
         ):
             yield event
 

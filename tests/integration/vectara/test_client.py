@@ -136,6 +136,16 @@ async def test_a_page_key_seen_before_stops_paging_with_an_error(server, credent
             _ = [s async for s in client.list_sessions(AGENT, page_size=2)]
 
 
+async def test_a_page_key_seen_before_stops_listing_events_too(server, credentials):
+    (key,) = await seed(credentials, 1)
+    async with credentials.get_client() as client:
+        await client.send_message(AGENT, key, "first")
+        await client.send_message(AGENT, key, "second")
+        server.repeat_page_key = True
+        with pytest.raises(ProviderError, match="page_key it had returned before"):
+            _ = [e async for e in client.list_events(AGENT, key, page_size=2)]
+
+
 # -- sessions -------------------------------------------------------------------------------------
 
 
