@@ -13,12 +13,23 @@ concrete blocks of the registered providers (:mod:`prefect_sessions.providers`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from prefect.context import FlowRunContext
+from pydantic import Field
 
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.providers import AnyCredentials
+
+# The run settings the batch flow and its shard flow share, validated the same way in the UI form.
+#: Conversations in flight at once.
+Concurrency = Annotated[int, Field(ge=1, le=1000)]
+#: Requests per second to stay under.
+Rate = Annotated[float, Field(gt=0)]
+#: The share of the key's limit a run may use.
+MaxShare = Annotated[float, Field(gt=0, le=1)]
+#: Conversations per Prefect task run.
+ChunkSize = Annotated[int, Field(ge=1, le=10_000)]
 
 
 def block_reference(value: Any) -> bool:
@@ -65,6 +76,10 @@ def require_block_references(*names: str) -> None:
 
 __all__ = [
     "AnyCredentials",
+    "ChunkSize",
+    "Concurrency",
+    "MaxShare",
+    "Rate",
     "block_reference",
     "inline_credentials",
     "require_block_references",

@@ -18,7 +18,13 @@ from prefect_sessions.batch.chunks import DEFAULT_RESULTS_DIR
 from prefect_sessions.batch.report import RunSummary
 from prefect_sessions.batch.run import MAX_SHARDS, run_batch
 from prefect_sessions.batch.shards import SHARD_DEPLOYMENT
-from prefect_sessions.flow_parameters import require_block_references
+from prefect_sessions.flow_parameters import (
+    ChunkSize,
+    Concurrency,
+    MaxShare,
+    Rate,
+    require_block_references,
+)
 from prefect_sessions.providers import AnyCredentials
 
 
@@ -30,11 +36,11 @@ async def batch_conversations(
     credentials: AnyCredentials | None = None,
     run_key: Annotated[str, Field(max_length=200)] | None = None,
     base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+")] | None = None,
-    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
-    rate: Annotated[float, Field(gt=0)] | None = None,
-    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
+    concurrency: Concurrency | None = None,
+    rate: Rate | None = None,
+    max_share: MaxShare | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
+    chunk_size: ChunkSize = 100,
     shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
     shard_deployment: str | None = SHARD_DEPLOYMENT,
 ) -> RunSummary:

@@ -21,7 +21,13 @@ from pydantic import Field
 from prefect_sessions.batch.chunks import DEFAULT_RESULTS_DIR
 from prefect_sessions.batch.run import MAX_SHARDS
 from prefect_sessions.batch.shards import ShardReport, run_shard
-from prefect_sessions.flow_parameters import require_block_references
+from prefect_sessions.flow_parameters import (
+    ChunkSize,
+    Concurrency,
+    MaxShare,
+    Rate,
+    require_block_references,
+)
 from prefect_sessions.providers import AnyCredentials
 
 
@@ -33,11 +39,11 @@ async def batch_conversations_shard(
     run_key: Annotated[str, Field(min_length=1, max_length=200)],
     credentials: AnyCredentials | None = None,
     base_url: str | None = None,
-    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None,
-    rate: Annotated[float, Field(gt=0)] | None = None,
-    max_share: Annotated[float, Field(gt=0, le=1)] | None = None,
+    concurrency: Concurrency | None = None,
+    rate: Rate | None = None,
+    max_share: MaxShare | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 100,
+    chunk_size: ChunkSize = 100,
 ) -> ShardReport:
     """Run one share of a suite and hand every result back to the batch run that started it.
 

@@ -311,4 +311,4 @@ def liveavatar_step(
     ) -> None:
         await _liveavatar(credentials, policy, transcripts, as_of, dry_run, max_concurrency, report)
 
-    return MaintenanceStep("LiveAvatar", tuple(problems), run)
+    return MaintenanceStep(tuple(problems), run)

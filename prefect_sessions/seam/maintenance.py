@@ -67,13 +67,11 @@ class MaintenanceStep:
     """One provider's part of a maintenance run, built from its settings by the flow.
 
     Attributes:
-        provider: the provider's name, for messages.
         problems: what is wrong with its settings (empty when they can work); checked before
             any step runs.
         run: does the work, adding to the report: ``run(report, as_of, dry_run, max_concurrency)``.
     """
 
-    provider: str
     problems: tuple[str, ...]
     run: Callable[[MaintenanceReport, datetime, bool, int], Awaitable[None]]
 

@@ -55,7 +55,3 @@ class Provider:
             if name not in known
         )
         return problems
-
-    def adapter_factory(self) -> AdapterFactory:
-        """The adapter factory (kept as a method for the callers written before the registry)."""
-        return self.adapter

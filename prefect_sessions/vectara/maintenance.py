@@ -182,4 +182,4 @@ def vectara_step(
     ) -> None:
         await _vectara(credentials, policy, as_of, dry_run, max_concurrency, report)
 
-    return MaintenanceStep("Vectara", tuple(problems), run)
+    return MaintenanceStep(tuple(problems), run)

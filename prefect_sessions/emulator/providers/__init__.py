@@ -31,18 +31,6 @@ def names() -> tuple[str, ...]:
     return tuple(api.name for api in emulated_apis())
 
 
-def api_named(name: str) -> EmulatedAPI:
-    """An emulated API by name.
-
-    Raises:
-        ValueError: naming the known ones.
-    """
-    for api in emulated_apis():
-        if api.name == name:
-            return api
-    raise ValueError(f"unknown provider {name!r}: {', '.join(names())}")
-
-
 def owner_of(path: str) -> EmulatedAPI | None:
     """The emulated API a request path belongs to, if any."""
     return next((api for api in emulated_apis() if api.owns(path)), None)
