@@ -1,9 +1,12 @@
-"""The ``prefect-sessions`` command: run or validate a conversation suite, or serve the emulator.
+"""The ``prefect-sessions`` command: run, validate or compare conversation suites, or serve the
+emulator.
 
-Exit status of ``run``: 0 when every conversation passed, 1 when any failed or errored, 2 when
-the suite, the settings or the credentials are invalid (nothing was run, or the provider refused
-the key), 3 when the run stopped because something it depends on went away (the provider, the
-Prefect API): what finished is kept, and ``--run-key`` resumes the rest.
+Exit status of ``run``: 0 when the run passed by its ``--fail-on`` rule (by default: every
+conversation passed), 1 when it did not, 2 when the suite, the settings, a run key or the
+credentials are invalid (nothing was run, or the provider refused the key), 3 when the run
+stopped because something it depends on went away (the provider, the Prefect API): what finished
+is kept, and ``--run-key`` resumes the rest. ``compare`` exits 1 when the later run has
+regressions.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect.exceptions import ParameterTypeError
@@ -22,9 +26,15 @@ from prefect.settings import PREFECT_API_URL
 
 from prefect_sessions.api_watch import ApiWatch, unreachable
 from prefect_sessions.batch.chunks import WHOLE_SUITE, results_file
+from prefect_sessions.batch.comparison import RunRecord, compare
+from prefect_sessions.batch.estimate import estimate
+from prefect_sessions.batch.history import find_record, recent_runs, require_record
+from prefect_sessions.batch.html_report import write_html_report
 from prefect_sessions.batch.report import RunSummary, write_json_report, write_junit
-from prefect_sessions.batch.run import DEFAULT_RESULTS_DIR, listening, new_run_key
+from prefect_sessions.batch.run import DEFAULT_RESULTS_DIR, LAST, listening, new_run_key
+from prefect_sessions.batch.verdicts import verdicts
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
+from prefect_sessions.conversation.selection import EVERYTHING, Selection, selection_of
 from prefect_sessions.conversation.suite import LoadedSuite, SuiteError
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.errors import ConfigurationError, RunStoppedError
@@ -62,6 +72,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--report", metavar="FILE", help="write a JSON report here")
     run.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    run.add_argument(
+        "--html", metavar="FILE", help="write a self-contained HTML report here (opens offline)"
+    )
+    run.add_argument(
+        "--baseline",
+        default=LAST,
+        metavar="last|RUN_KEY|none",
+        help="compare with this run: the suite's latest earlier run (default), a run key, or none",
+    )
+    run.add_argument(
+        "--fail-on",
+        choices=("any", "regressions", "never"),
+        default="any",
+        help="exit 1 (and end the flow run Failed) when any conversation fails (default), only "
+        "on regressions against the baseline, or never",
+    )
+    run.add_argument(
+        "--tag",
+        action="append",
+        dest="tags",
+        metavar="TAG",
+        help="run conversations with this tag (repeatable: any of them)",
+    )
+    run.add_argument(
+        "--id",
+        action="append",
+        dest="ids",
+        metavar="GLOB",
+        help="run conversations whose id matches this glob, e.g. 'refund-*' (repeatable)",
+    )
+    run.add_argument(
+        "--only-failed", metavar="RUN_KEY", help="rerun only what failed or errored in that run"
+    )
     run.add_argument("--run-key", help="resume the run with this key (default: a new run)")
     run.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="where results are kept")
     run.add_argument(
@@ -75,6 +118,27 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check a suite without running it", description="Validate a suite."
     )
     validate.add_argument("suite", help="the suite file (YAML)")
+    validate.add_argument(
+        "--estimate",
+        action="store_true",
+        help="forecast the requests the suite needs and how long they take",
+    )
+    validate.add_argument(
+        "--rate", type=float, help="requests per second for the forecast (default: learned)"
+    )
+    for flag, dest, meta in (("--tag", "tags", "TAG"), ("--id", "ids", "GLOB")):
+        validate.add_argument(flag, action="append", dest=dest, metavar=meta, help="as for run")
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs of a suite",
+        description="Compare run RUN_KEY with run BASELINE_KEY, both found in the Prefect API. "
+        "Exits 1 when RUN_KEY has regressions.",
+    )
+    compare.add_argument("baseline", metavar="BASELINE_KEY")
+    compare.add_argument("run_key", metavar="RUN_KEY")
+    compare.add_argument("--suite", required=True, help="the suite file, or the suite's name")
+    compare.add_argument("--report", metavar="FILE", help="write the comparison as JSON here")
 
     # Listed for --help only: main() hands `blocks ...` and `emulator ...` to their own commands
     # before parsing; validating or running a suite never loads the emulator (FastAPI, uvicorn).
@@ -91,9 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _validate(path: str) -> LoadedSuite | None:
+def _validate(path: str, selection: Selection = EVERYTHING) -> LoadedSuite | None:
     try:
-        return load_suite(path)
+        return load_suite(path, selection=selection)
     except SuiteError as exc:
         print(exc, file=sys.stderr)
         return None
@@ -174,7 +238,7 @@ async def _as_coroutine(awaitable: Awaitable[T]) -> T:
 
 
 def _run(args: argparse.Namespace) -> int:
-    loaded = _validate(args.suite)
+    loaded = _validate(args.suite, selection_of(args.tags, args.ids))
     if loaded is None:
         return EXIT_INVALID
     from prefect_sessions.flows import batch_conversations
@@ -188,14 +252,14 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    results = results_file(args.results_dir, loaded.suite.name, run_key, WHOLE_SUITE)
+    kept_in = results_file(args.results_dir, loaded.suite.name, run_key, WHOLE_SUITE)
 
     def api_lost(line: str) -> None:
         # The flow's own calls to the API would each wait out a minute of retries: stop here.
         # Every verdict is already in the results file.
         print(
             f"\nprefect-sessions run: {line}. Conversations with a verdict are kept in "
-            f"{results}; once the API is back, resume with: prefect-sessions run {args.suite} "
+            f"{kept_in}; once the API is back, resume with: prefect-sessions run {args.suite} "
             f"--run-key {run_key}",
             file=sys.stderr,
             flush=True,
@@ -211,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
 
     quiet.watch = ApiWatch(api_url, api_lost, on_change=api_change) if api_url else None
     with (
-        _Progress(loaded.conversation_count, args.progress) as progress,
+        _Progress(loaded.run_count, args.progress) as progress,
         quiet.watch or contextlib.nullcontext(),
         contextlib.ExitStack() as undo,
         listening(progress.advance),
@@ -227,12 +291,22 @@ def _run(args: argparse.Namespace) -> int:
                     rate=args.rate,
                     max_share=args.max_share,
                     results_dir=args.results_dir,
+                    fail_on=args.fail_on,
+                    baseline=args.baseline,
+                    tags=args.tags,
+                    ids=args.ids,
+                    only_failed=args.only_failed,
                     return_state=True,
                 )
             )
         )
     try:
-        summary: RunSummary = state.result()
+        outcome = state.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if not isinstance(outcome, RunSummary):  # a failure Prefect made, not a verdict
+            state.result()
+        summary = RunSummary.model_validate(outcome)
     except (ConfigurationError, ParameterTypeError) as exc:
         # An invalid option (``--rate -1``) fails the flow before any request, like a bad suite.
         print(f"prefect-sessions run: {exc}", file=sys.stderr)
@@ -242,16 +316,28 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Resume: prefect-sessions run {args.suite} --run-key {run_key}", file=sys.stderr)
         return EXIT_STOPPED
     latest = ResultStore(summary.results_path).latest()
+    results = list(latest.values())
+    judged = verdicts(results)
     if args.report:
-        write_json_report(args.report, summary, latest.values())
+        write_json_report(args.report, summary, results, judged)
     if args.junit:
-        write_junit(args.junit, summary, latest.values())
+        write_junit(args.junit, summary, results)
     print(summary.line())
+    if summary.comparison is not None:
+        print(f"Compared {summary.comparison.line()}")
+    elif args.baseline == LAST:
+        print("No earlier run of this suite to compare with; the next run compares with this one")
     print(f"Results: {summary.results_path}" + (f"; report: {args.report}" if args.report else ""))
-    print(_ui_link(state.state_details.flow_run_id))
-    if summary.ok:
+    link = _ui_link(state.state_details.flow_run_id)
+    print(link)
+    if args.html:
+        history = _quietly(recent_runs(summary.suite, exclude_run_key=run_key)) or []
+        url = link.removeprefix("Prefect UI: ") if link.startswith("Prefect UI: ") else None
+        path = write_html_report(args.html, summary, judged, results, history=history, run_url=url)
+        print(f"HTML report: {path.resolve()}")
+    if not summary.failing:
         return EXIT_PASSED
-    errored = [r for r in latest.values() if r.status == "errored"]
+    errored = [r for r in results if r.status == "errored"]
     nothing_ran = errored and summary.passed == 0 and summary.failed == 0
     if nothing_ran and all(r.error_type in _CREDENTIAL_ERRORS for r in errored):
         print("prefect-sessions run: the provider refused the credentials", file=sys.stderr)
@@ -272,13 +358,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "validate":
+        return _validate_command(args)
+    if args.command == "compare":
+        return _compare(args)
+    return _run(args)
+
+
+def _quietly(awaitable: Awaitable[T]) -> T | None:
+    """Run a Prefect API read; None when the API cannot answer it (a report goes on without)."""
+    try:
+        return asyncio.run(_as_coroutine(awaitable))
+    except Exception:
+        return None
+
+
+def _validate_command(args: argparse.Namespace) -> int:
+    loaded = _validate(args.suite, selection_of(args.tags, args.ids))
+    if loaded is None:
+        return EXIT_INVALID
+    count, provider = loaded.conversation_count, loaded.suite.provider
+    print(f"{args.suite}: valid; {count} conversations against {provider}")
+    if args.estimate:
+        if args.rate is not None and args.rate <= 0:
+            print("prefect-sessions validate: --rate must be above 0", file=sys.stderr)
+            return EXIT_INVALID
+        rate, source = args.rate, "given"
+        if rate is None and PREFECT_API_URL.value():
+            last = _quietly(find_record(loaded.suite.name))
+            figures = last.figures if last is not None else {}
+            if figures.get("duration_s") and figures.get("requests"):
+                rate = round(figures["requests"] / figures["duration_s"], 1)
+                source = f"learned from run {last.run_key}" if last else "learned"
+        for line in estimate(loaded, rate, source).lines():
+            print(line)
+    return EXIT_PASSED
+
+
+def _compare(args: argparse.Namespace) -> int:
+    suite_name = args.suite
+    if Path(args.suite).is_file():
         loaded = _validate(args.suite)
         if loaded is None:
             return EXIT_INVALID
-        count, provider = loaded.conversation_count, loaded.suite.provider
-        print(f"{args.suite}: valid; {count} conversations against {provider}")
-        return EXIT_PASSED
-    return _run(args)
+        suite_name = loaded.suite.name
+
+    async def both() -> tuple[RunRecord, RunRecord]:
+        return (
+            await require_record(suite_name, args.baseline, "BASELINE_KEY"),
+            await require_record(suite_name, args.run_key, "RUN_KEY"),
+        )
+
+    try:
+        baseline, current = asyncio.run(both())
+    except ConfigurationError as exc:
+        print(f"prefect-sessions compare: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    comparison = compare(baseline, current)
+    print(f"Run {args.run_key} {comparison.line()}")
+    for name in ("newly_failing", "fixed", "still_failing", "added", "removed"):
+        listed = getattr(comparison, name)
+        if listed:
+            print(f"  {name.replace('_', ' ')}: {', '.join(listed)}")
+    for name, change in comparison.figures.items():
+        print(f"  {name}: {change.describe()}")
+    if args.report:
+        Path(args.report).write_text(comparison.model_dump_json(indent=2), encoding="utf-8")
+    return EXIT_FAILED if comparison.regressions else EXIT_PASSED
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from prefect.context import FlowRunContext
 from pydantic import Field
 
+from prefect_sessions.conversation.suite import TAG_PATTERN
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.providers import AnyCredentials
 
@@ -30,6 +31,12 @@ Rate = Annotated[float, Field(gt=0)]
 MaxShare = Annotated[float, Field(gt=0, le=1)]
 #: Conversations per Prefect task run.
 ChunkSize = Annotated[int, Field(ge=1, le=10_000)]
+#: A conversation tag to select by (a run takes conversations with any of the given tags).
+Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
+#: A glob on conversation ids (``refund-*``).
+IdGlob = Annotated[str, Field(min_length=1, max_length=200)]
+#: A run key (a new run's name, an earlier run to compare with or rerun the failures of).
+RunKey = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def block_reference(value: Any) -> bool:

@@ -2,7 +2,8 @@
 
 Starts Prefect's local server (left running, so its UI can be browsed; ``make demo-stop`` ends
 it) and the bundled emulator with a rate limit on, then runs the example suite of 200
-conversations through ``prefect-sessions run`` and says where the results are.
+conversations through ``prefect-sessions run``, compared with the previous demo run, and says
+where the results and the HTML report are.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def main() -> int:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/_emulator/health", emulator, "the emulator", log)
-        report, junit = STATE / "report.json", STATE / "junit.xml"
+        report, junit, html = STATE / "report.json", STATE / "junit.xml", STATE / "report.html"
         env["VOICEFLOW_API_KEY"] = "demo-key"  # the emulator accepts any non-empty key
         code = subprocess.call(
             [
@@ -118,6 +119,8 @@ def main() -> int:
                 str(report),
                 "--junit",
                 str(junit),
+                "--html",
+                str(html),
                 "--results-dir",
                 str(STATE / "runs"),
             ],
@@ -126,7 +129,9 @@ def main() -> int:
     finally:
         emulator.send_signal(signal.SIGINT)
         emulator.wait(timeout=10)
-    print(f"\nJSON report: {report}\nJUnit XML:   {junit}")
+    print(f"\nHTML report: {html}\nJSON report: {report}\nJUnit XML:   {junit}")
+    print("Run 'make demo' again: the next run is compared with this one (newly failing, fixed,")
+    print("latency and requests), in the terminal, the HTML report and the Prefect UI.")
     print(f"Prefect UI:  http://127.0.0.1:{PREFECT_PORT} (flow runs, artifacts: summary, report)")
     print("The Prefect server keeps running for the UI; 'make demo-stop' stops it.")
     return code

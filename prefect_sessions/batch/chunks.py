@@ -31,7 +31,7 @@ from prefect.states import Failed
 from prefect.utilities.annotations import quote
 from pydantic import SecretStr
 
-from prefect_sessions.conversation.dataset import Conversation, iter_conversations
+from prefect_sessions.conversation.dataset import Conversation, iter_runs
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
 from prefect_sessions.conversation.suite import LoadedSuite, Suite
@@ -217,18 +217,18 @@ async def run_share(
     suite = loaded.suite
     store = ResultStore(results_path)
     finished = store.finished()
-    total = share.size(loaded.conversation_count)
+    total = share.size(loaded.run_count)
 
     def mine() -> Iterator[Conversation]:
-        for position, conversation in enumerate(iter_conversations(loaded)):
+        for position, conversation in enumerate(iter_runs(loaded)):
             if share.holds(position):
                 yield conversation
 
     # Only a resumed run needs the extra pass that counts what is already done.
-    resumed = sum(1 for c in mine() if finished.get(c.id) == c.fingerprint) if finished else 0
+    resumed = sum(1 for c in mine() if finished.get(c.key) == c.fingerprint) if finished else 0
     if resumed and on_resume is not None:
         on_resume(resumed, total)
-    to_run = (c for c in mine() if finished.get(c.id) != c.fingerprint)
+    to_run = (c for c in mine() if finished.get(c.key) != c.fingerprint)
     where = "" if share == WHOLE_SUITE else f", {share.label()}"
     progress_id = await acreate_progress_artifact(
         progress=100.0 * resumed / total if total else 100.0,

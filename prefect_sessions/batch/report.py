@@ -1,19 +1,27 @@
-"""What a run tells people: a summary, a JSON report, JUnit XML and a markdown page of failures."""
+"""What a run tells people: a summary, a JSON report, JUnit XML, a per-conversation table and a
+markdown page of failures grouped by cause."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from xml.etree import ElementTree
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from prefect_sessions.batch.comparison import Comparison, RunRecord
+from prefect_sessions.batch.verdicts import LatencyFigures, Verdict
 from prefect_sessions.conversation.results import ConversationResult
 
 #: Failures shown with their transcript in the markdown report; the JSONL file has them all.
 MAX_TRANSCRIPTS = 50
+
+#: When a run ends Failed in Prefect (and the CLI exits 1): any conversation that did not pass;
+#: only regressions against the baseline (newly failing, or added and failing); or never.
+FailOn = Literal["any", "regressions", "never"]
 
 
 class RunSummary(BaseModel):
@@ -22,44 +30,143 @@ class RunSummary(BaseModel):
     suite: str
     provider: str
     run_key: str
-    conversations: int
+    conversations: int = Field(description="Conversations the run took (its selection).")
     passed: int
     failed: int
     errored: int
+    runs: int = Field(default=0, description="Conversation runs, repeats included.")
+    flaky: list[str] = Field(default_factory=list, description="Some runs passed, some not.")
     resumed: int = 0
     requests: int
     rate_limited: int
     duration_s: float
     results_path: str
     shards: int = 1
+    latency: LatencyFigures = Field(default_factory=LatencyFigures)
+    usage: dict[str, float] = Field(
+        default_factory=dict, description="What the provider reports the run cost, in total."
+    )
+    selection: str = "every conversation"
+    fail_on: FailOn = "any"
+    comparison: Comparison | None = None
+    flow_run_id: str | None = None
 
     @property
     def ok(self) -> bool:
         """Whether every conversation passed."""
         return self.failed == 0 and self.errored == 0 and self.passed == self.conversations
 
+    @property
+    def failing(self) -> bool:
+        """Whether the run fails by its ``fail_on`` rule (with no baseline, every failure is a
+        regression)."""
+        if self.fail_on == "never":
+            return False
+        if self.fail_on == "regressions" and self.comparison is not None:
+            return bool(self.comparison.regressions)
+        return not self.ok
+
+    @property
+    def requests_per_conversation(self) -> float:
+        runs = self.runs or self.conversations
+        return round(self.requests / runs, 2) if runs else 0.0
+
+    def figures(self) -> dict[str, float]:
+        """The run's numbers, flat: what a later run is compared with."""
+        return {
+            "conversations": self.conversations,
+            "passed": self.passed,
+            "failed": self.failed,
+            "errored": self.errored,
+            "runs": self.runs,
+            "flaky": len(self.flaky),
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "requests_per_conversation": self.requests_per_conversation,
+            "duration_s": self.duration_s,
+            **self.latency.model_dump(),
+            **{f"usage_{name}": amount for name, amount in self.usage.items()},
+        }
+
+    def record(self, verdicts: Iterable[Verdict]) -> RunRecord:
+        return RunRecord(
+            run_key=self.run_key,
+            flow_run_id=self.flow_run_id,
+            statuses={verdict.id: verdict.status for verdict in verdicts},
+            figures=self.figures(),
+        )
+
     def line(self) -> str:
         """One line for a terminal or a log."""
         share = self.rate_limited / self.requests if self.requests else 0.0
+        flaky = f", {len(self.flaky)} flaky" if self.flaky else ""
         return (
             f"{self.suite}: {self.passed}/{self.conversations} passed, {self.failed} failed, "
-            f"{self.errored} errored in {self.duration_s:.1f} s; {self.requests} requests, "
-            f"{self.rate_limited} answered 429 ({share:.1%})"
+            f"{self.errored} errored{flaky} in {self.duration_s:.1f} s; {self.requests} "
+            f"requests, {self.rate_limited} answered 429 ({share:.1%})"
         )
 
 
-def json_report(summary: RunSummary, results: Iterable[ConversationResult]) -> dict[str, Any]:
-    """``{"summary": {...}, "conversations": [...]}``, the CLI's ``--report`` format."""
+def json_report(
+    summary: RunSummary,
+    results: Iterable[ConversationResult],
+    verdicts: Iterable[Verdict] = (),
+) -> dict[str, Any]:
+    """The CLI's ``--report`` format: ``summary``, ``comparison`` (or null), ``latency``,
+    ``verdicts`` (one per conversation) and ``conversations`` (every run's result)."""
+    comparison = summary.comparison
     return {
         "summary": summary.model_dump(mode="json"),
+        "comparison": comparison.model_dump(mode="json") if comparison else None,
+        "latency": summary.latency.model_dump(mode="json"),
+        "verdicts": [verdict.model_dump(mode="json") for verdict in verdicts],
         "conversations": [result.model_dump(mode="json") for result in results],
     }
 
 
 def write_json_report(
-    path: str | Path, summary: RunSummary, results: Iterable[ConversationResult]
+    path: str | Path,
+    summary: RunSummary,
+    results: Iterable[ConversationResult],
+    verdicts: Iterable[Verdict] = (),
 ) -> None:
-    Path(path).write_text(json.dumps(json_report(summary, results), indent=2), encoding="utf-8")
+    report = json_report(summary, results, verdicts)
+    Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def conversation_rows(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
+    """The per-conversation table: what a person scans, and what a later run compares with."""
+    return [
+        {
+            "id": verdict.id,
+            "status": verdict.status,
+            "runs": f"{verdict.passes}/{verdict.runs} passed" if verdict.runs > 1 else "1",
+            "attempts": verdict.attempts,
+            "turns": verdict.turns,
+            "duration_ms": verdict.duration_ms,
+            "turn_p95_ms": verdict.turn_p95_ms,
+            "requests": verdict.requests,
+            "tags": ", ".join(verdict.tags),
+            "first_failure": _cut(verdict.reason or "", 300),
+        }
+        for verdict in verdicts
+    ]
+
+
+def causes(verdicts: Iterable[Verdict]) -> list[tuple[str, int, list[str]]]:
+    """Failures grouped by cause (the expectation kind, or the error type), most common first:
+    ``(cause, count, first few ids)``."""
+    ids: dict[str, list[str]] = {}
+    counts: Counter[str] = Counter()
+    for verdict in verdicts:
+        if verdict.status != "passed" and verdict.cause:
+            counts[verdict.cause] += 1
+            ids.setdefault(verdict.cause, []).append(verdict.id)
+    return [(cause, count, ids[cause][:5]) for cause, count in counts.most_common()]
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def write_junit(
@@ -109,20 +216,67 @@ def transcript(result: ConversationResult) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(summary: RunSummary, failures: Iterable[ConversationResult]) -> str:
-    """A markdown page: the totals, then the transcript of each failure (up to a limit)."""
+def comparison_markdown(comparison: Comparison) -> str:
+    """The comparison with the baseline as markdown (its own artifact, and part of the report)."""
+    parts = [f"Compared with run `{comparison.baseline_run_key}`.", ""]
+    parts += ["| | conversations |", "|---|---|"]
+    for name in ("newly_failing", "fixed", "still_failing", "added", "removed"):
+        listed: list[str] = getattr(comparison, name)
+        shown = ", ".join(f"`{i}`" for i in listed[:20]) + (" ..." if len(listed) > 20 else "")
+        parts.append(f"| {name.replace('_', ' ')} ({len(listed)}) | {shown} |")
+    if comparison.figures:
+        parts += ["", "| figure | baseline | now | change |", "|---|---|---|---|"]
+        for name, change in comparison.figures.items():
+            relative = f" ({change.relative:+.0%})" if change.relative is not None else ""
+            parts.append(
+                f"| {name} | {change.baseline:g} | {change.current:g} | "
+                f"{change.change:+g}{relative} |"
+            )
+    return "\n".join(parts)
+
+
+def markdown_report(
+    summary: RunSummary,
+    failures: Iterable[ConversationResult],
+    verdicts: Iterable[Verdict] = (),
+) -> str:
+    """A markdown page: the totals, the comparison, latency, failures grouped by cause, then the
+    transcript of each failure (up to a limit)."""
     share = summary.rate_limited / summary.requests if summary.requests else 0.0
+    latency = summary.latency
     parts = [
         f"# {summary.suite}: {summary.passed}/{summary.conversations} passed",
         "",
-        "| conversations | passed | failed | errored | requests | answered 429 | duration |",
-        "|---|---|---|---|---|---|---|",
+        "| conversations | passed | failed | errored | flaky | requests | answered 429 "
+        "| duration |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {summary.conversations} | {summary.passed} | {summary.failed} | {summary.errored} "
-        f"| {summary.requests} | {summary.rate_limited} ({share:.1%}) "
+        f"| {len(summary.flaky)} | {summary.requests} | {summary.rate_limited} ({share:.1%}) "
         f"| {summary.duration_s:.1f} s |",
         "",
-        f"Run key `{summary.run_key}`; every result is in `{summary.results_path}`.",
+        f"Run key `{summary.run_key}` ({summary.selection}); every result is in "
+        f"`{summary.results_path}`.",
+        "",
+        "| latency | p50 | p95 |",
+        "|---|---|---|",
+        f"| turn | {latency.turn_p50_ms:g} ms | {latency.turn_p95_ms:g} ms |",
+        f"| conversation | {latency.conversation_p50_ms:g} ms "
+        f"| {latency.conversation_p95_ms:g} ms |",
     ]
+    if summary.comparison is not None:
+        parts += ["", "## Compared with the baseline", "", comparison_markdown(summary.comparison)]
+    if summary.flaky:
+        parts += ["", f"**Flaky** ({len(summary.flaky)}): " + ", ".join(summary.flaky[:50])]
+    grouped = causes(verdicts)
+    if grouped:
+        parts += [
+            "",
+            "## Failures by cause",
+            "",
+            "| cause | conversations | e.g. |",
+            "|---|---|---|",
+        ]
+        parts += [f"| {cause} | {count} | {', '.join(ids)} |" for cause, count, ids in grouped]
     for shown, result in enumerate(failures):
         if shown == MAX_TRANSCRIPTS:
             parts.append(f"\n_Only the first {MAX_TRANSCRIPTS} failures are shown here._")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -18,6 +19,7 @@ from prefect.states import Failed
 from prefect_sessions.batch.chunks import (
     DEFAULT_RESULTS_DIR,
     WHOLE_SUITE,
+    ShareOutcome,
     connection_settings,
     listening,
     new_run_key,
@@ -25,9 +27,19 @@ from prefect_sessions.batch.chunks import (
     run_share,
     slug,
 )
-from prefect_sessions.batch.report import RunSummary, markdown_report
+from prefect_sessions.batch.comparison import RunRecord, compare
+from prefect_sessions.batch.history import find_record, require_record, tag_this_run
+from prefect_sessions.batch.report import (
+    FailOn,
+    RunSummary,
+    comparison_markdown,
+    conversation_rows,
+    markdown_report,
+)
 from prefect_sessions.batch.shards import SHARD_DEPLOYMENT, run_sharded
+from prefect_sessions.batch.verdicts import Verdict, latency_figures, verdicts
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
+from prefect_sessions.conversation.selection import selection_of
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.credentials import ProviderCredentials
@@ -37,22 +49,40 @@ from prefect_sessions.logs import run_logger
 
 #: More shards than this is a typo, not a plan (each shard is a flow run on a worker).
 MAX_SHARDS = 64
+#: ``baseline`` values: the latest earlier run of the suite, or no comparison at all.
+LAST, NO_BASELINE = "last", "none"
 
 
-def _summary_counts(store: ResultStore) -> tuple[dict[str, str], int, int, int]:
-    """Latest status per conversation, and the passed/failed/errored totals."""
-    latest: dict[str, str] = {result.id: result.status for result in store}
-    statuses = list(latest.values())
-    return latest, statuses.count("passed"), statuses.count("failed"), statuses.count("errored")
+async def select(
+    suite_path: str,
+    *,
+    tags: list[str] | None = None,
+    ids: list[str] | None = None,
+    only_failed: str | None = None,
+) -> LoadedSuite:
+    """Load a suite with the conversations a run takes: by tag, by id glob, or those that failed
+    or errored in run ``only_failed`` (looked up through the Prefect API).
+
+    Raises:
+        ConfigurationError: the suite is invalid, the run key is unknown, or nothing matched.
+    """
+    if only_failed is None:
+        return load_suite(suite_path, selection=selection_of(tags, ids))
+    suite = load_suite(suite_path).suite
+    record = await require_record(suite.name, only_failed, "--only-failed")
+    return load_suite(
+        suite_path,
+        selection=selection_of(tags, ids, record.failing(), only_from=f"run {only_failed}"),
+    )
 
 
-def _failures(store: ResultStore, latest: dict[str, str]) -> Iterator[ConversationResult]:
-    shown: set[str] = set()
-    for result in store:
-        is_latest = latest.get(result.id) == result.status
-        if result.status != "passed" and is_latest and result.id not in shown:
-            shown.add(result.id)
-            yield result
+async def _baseline(suite_name: str, run_key: str, baseline: str | None) -> RunRecord | None:
+    """The run to compare with, found before any request: an unknown key is bad input."""
+    if baseline is None or baseline == NO_BASELINE:
+        return None
+    if baseline == LAST:
+        return await find_record(suite_name, exclude_run_key=run_key)
+    return await require_record(suite_name, baseline, "baseline")
 
 
 async def run_batch(
@@ -67,24 +97,35 @@ async def run_batch(
     chunk_size: int = 100,
     shards: int = 1,
     shard_deployment: str | None = SHARD_DEPLOYMENT,
+    *,
+    fail_on: FailOn = "any",
+    baseline: str | None = LAST,
+    tags: list[str] | None = None,
+    ids: list[str] | None = None,
+    only_failed: str | None = None,
 ) -> RunSummary:
-    """Run every conversation of a suite inside the current flow run; publish the summary and
+    """Run the selected conversations of a suite inside the current flow run, compare the run
+    with its baseline, and publish the summary, the per-conversation table, the comparison and
     the report as artifacts. The parameters are the flow's
     (:func:`prefect_sessions.flows.batch_conversations`).
 
     Returns:
-        The run's summary, or (as Prefect reads a returned state) the Failed state of a run that
-        could not start or stopped, with one line as its message.
+        The run's summary; or, as Prefect reads a returned state, a Failed state: holding the
+        summary when ``fail_on`` says the verdict fails the run, or with one line as its message
+        when the run could not start or stopped.
     """
     started = time.perf_counter()
     logger = run_logger()
-    try:
-        loaded: LoadedSuite = load_suite(suite_path)
-    except ConfigurationError as exc:  # a deployment's bad suite: one line, not a traceback
-        return cast(RunSummary, ended_with(exc))
-    suite = loaded.suite
     run_key = run_key or new_run_key()
+    try:
+        loaded: LoadedSuite = await select(suite_path, tags=tags, ids=ids, only_failed=only_failed)
+        suite = loaded.suite
+        flow_run_id = await tag_this_run(suite.name, run_key)
+        compared_with = await _baseline(suite.name, run_key, baseline)
+    except ConfigurationError as exc:  # a deployment's bad input: one line, not a traceback
+        return cast(RunSummary, ended_with(exc))
     results_path = results_file(results_dir, suite.name, run_key, WHOLE_SUITE)
+    selection = loaded.selection
     try:
         # Before any request: a run that cannot share its pacing must not start unshared.
         check_shared_pacing()
@@ -104,6 +145,9 @@ async def run_batch(
                     "max_share": max_share,
                     "results_dir": results_dir,
                     "chunk_size": chunk_size,
+                    "tags": list(selection.tags) or None,
+                    "ids": list(selection.ids) or None,
+                    "only": sorted(selection.only) if selection.only is not None else None,
                 },
             )
         else:
@@ -129,32 +173,88 @@ async def run_batch(
         return cast(RunSummary, ended_with(exc))  # Prefect ends the run with this state
     except RunStoppedError as exc:
         done = len(ResultStore(results_path).finished())
+        counted = "conversations" if loaded.run_count == loaded.conversation_count else "runs"
         message = (
-            f"{exc}. The run stopped: {done} of {loaded.conversation_count} conversations have "
+            f"{exc}. The run stopped: {done} of {loaded.run_count} {counted} have "
             f"a verdict and are kept; resume with run key {run_key}"
         )
         return cast(RunSummary, ended_with(exc, message))
 
-    store = outcome.store
-    latest, passed, failed, errored = _summary_counts(store)
-    summary = RunSummary(
-        suite=suite.name,
-        provider=suite.provider,
+    latest = list(outcome.store.latest().values())
+    judged = verdicts(latest)
+    summary = summarize(
+        loaded,
         run_key=run_key,
-        conversations=outcome.conversations,
-        passed=passed,
-        failed=failed,
-        errored=errored,
+        judged=judged,
+        latest=latest,
+        outcome=outcome,
+        duration_s=time.perf_counter() - started,
+        results_path=results_path,
+        shards=shards,
+        fail_on=fail_on,
+        flow_run_id=flow_run_id,
+    )
+    if compared_with is not None:
+        current = summary.record(judged)
+        summary.comparison = compare(compared_with, current, partial=not selection.everything)
+        logger.info("Compared %s", summary.comparison.line())
+    await _publish(summary, latest, judged, slug(suite.name))
+    logger.info(summary.line())
+    if summary.failing:
+        return cast(RunSummary, Failed(message=_verdict_line(summary), data=summary))
+    return summary
+
+
+def summarize(
+    loaded: LoadedSuite,
+    *,
+    run_key: str,
+    judged: list[Verdict],
+    latest: list[ConversationResult],
+    outcome: ShareOutcome,
+    duration_s: float,
+    results_path: Path,
+    shards: int = 1,
+    fail_on: FailOn = "any",
+    flow_run_id: str | None = None,
+) -> RunSummary:
+    """A run's summary from its verdicts and its results."""
+    statuses = [verdict.status for verdict in judged]
+    usage: dict[str, float] = {}
+    for verdict in judged:
+        for name, amount in verdict.usage.items():
+            usage[name] = round(usage.get(name, 0.0) + amount, 4)
+    return RunSummary(
+        suite=loaded.suite.name,
+        provider=loaded.suite.provider,
+        run_key=run_key,
+        conversations=loaded.conversation_count,
+        passed=statuses.count("passed"),
+        failed=statuses.count("failed"),
+        errored=statuses.count("errored"),
+        runs=outcome.conversations,
+        flaky=[verdict.id for verdict in judged if verdict.flaky],
         resumed=outcome.resumed,
         requests=outcome.counters.requests,
         rate_limited=outcome.counters.rate_limited,
-        duration_s=round(time.perf_counter() - started, 3),
+        duration_s=round(duration_s, 3),
         results_path=str(results_path),
         shards=shards,
+        latency=latency_figures(latest),
+        usage=usage,
+        selection=loaded.selection.describe(),
+        fail_on=fail_on,
+        flow_run_id=flow_run_id,
     )
-    await _publish(summary, store, latest, slug(suite.name))
-    logger.info(summary.line())
-    return summary
+
+
+def _verdict_line(summary: RunSummary) -> str:
+    """The Failed run's message: what failed, by the run's rule."""
+    if summary.fail_on == "regressions" and summary.comparison is not None:
+        regressions = summary.comparison.regressions
+        shown = ", ".join(regressions[:5]) + (" ..." if len(regressions) > 5 else "")
+        return f"{len(regressions)} regressions {summary.comparison.line()}: {shown}"
+    return summary.line()
 
 
 def ended_with(exc: PrefectSessionsError, message: str | None = None) -> Any:
@@ -163,32 +263,61 @@ def ended_with(exc: PrefectSessionsError, message: str | None = None) -> Any:
     return Failed(message=message or str(exc), data=exc)
 
 
+def failing_results(
+    latest: list[ConversationResult], judged: list[Verdict]
+) -> Iterator[ConversationResult]:
+    """For each conversation that did not pass, the first of its runs that did not pass (the
+    transcript a person reads)."""
+    bad = {verdict.id for verdict in judged if verdict.status != "passed"}
+    for result in latest:
+        if result.id in bad and result.status != "passed":
+            bad.discard(result.id)
+            yield result
+
+
 async def _publish(
-    summary: RunSummary, store: ResultStore, latest: dict[str, str], key: str
+    summary: RunSummary,
+    latest: list[ConversationResult],
+    judged: list[Verdict],
+    key: str,
 ) -> None:
-    """The summary table and the markdown report of failures, as Prefect artifacts."""
-    table: list[dict[str, Any]] = [
-        {"metric": name, "value": getattr(summary, name)}
-        for name in ("conversations", "passed", "failed", "errored", "requests", "rate_limited")
-    ]
-    table.append({"metric": "duration_s", "value": summary.duration_s})
+    """The summary's figures, a row per conversation, the comparison and the markdown report of
+    failures, as Prefect artifacts (later runs read the first two: :mod:`.history`)."""
+    description = f"{summary.suite}: run {summary.run_key}"
     await acreate_table_artifact(
-        table=table, key=f"{key}-summary", description=f"{summary.suite}: run {summary.run_key}"
+        table=[{"metric": name, "value": value} for name, value in summary.figures().items()],
+        key=f"{key}-summary",
+        description=description,
     )
+    await acreate_table_artifact(
+        table=conversation_rows(judged),
+        key=f"{key}-conversations",
+        description=f"{description}: each conversation's verdict",
+    )
+    if summary.comparison is not None:
+        await acreate_markdown_artifact(
+            markdown=comparison_markdown(summary.comparison),
+            key=f"{key}-comparison",
+            description=f"{description} {summary.comparison.line()}",
+        )
     await acreate_markdown_artifact(
-        markdown=markdown_report(summary, _failures(store, latest)),
+        markdown=markdown_report(summary, failing_results(latest, judged), judged),
         key=f"{key}-report",
-        description=f"{summary.suite}: failures with their transcripts",
+        description=f"{summary.suite}: failures by cause, with their transcripts",
     )
 
 
 __all__ = [
     "DEFAULT_RESULTS_DIR",
+    "LAST",
     "MAX_SHARDS",
+    "NO_BASELINE",
     "connection_settings",
     "ended_with",
     "listening",
     "new_run_key",
     "run_batch",
+    "select",
     "slug",
+    "summarize",
 ]

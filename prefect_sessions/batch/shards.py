@@ -51,6 +51,7 @@ from prefect_sessions.batch.chunks import (
 )
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters
+from prefect_sessions.conversation.selection import selection_of
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.credentials import ProviderCredentials
@@ -95,11 +96,15 @@ async def run_shard(
     results_dir: str = DEFAULT_RESULTS_DIR,
     chunk_size: int = 100,
     max_share: float | None = None,
+    tags: list[str] | None = None,
+    ids: list[str] | None = None,
+    only: list[str] | None = None,
 ) -> ShardReport:
     """Run one share of a suite in this process: the body of the shard deployment's flow
-    (``flows/batch_conversations_shard.py``)."""
+    (``flows/batch_conversations_shard.py``). ``tags``, ``ids`` and ``only`` are the batch
+    run's :class:`~prefect_sessions.conversation.selection.Selection`."""
     share = _share(shard, shards)
-    loaded = load_suite(suite_path)
+    loaded = load_suite(suite_path, selection=selection_of(tags, ids, only))
     suite = loaded.suite
     outcome = await run_share(
         loaded,
@@ -324,16 +329,16 @@ def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCoun
         counters.requests += report.requests
         counters.rate_limited += report.rate_limited
         for result in report.results:
-            if result.id in seen:
-                twice.append(result.id)
-            seen.add(result.id)
+            if result.key in seen:
+                twice.append(result.key)
+            seen.add(result.key)
             counters.count(result)
             merged.append(result)
     if twice or len(seen) != expected:
         raise ShardsFailedError(
             f"the shards' results do not cover the suite once: {len(seen)} of {expected} "
-            f"conversations, {len(twice)} reported twice (e.g. {twice[:3]}); were the shards run "
-            "with another copy of the suite?"
+            f"conversations, {len(twice)} reported twice (e.g. {twice[:3]}); were the "
+            "shards run with another copy of the suite?"
         )
     ResultStore(path).replace_all(merged)
     return counters
@@ -361,9 +366,9 @@ async def run_sharded(
         reports = await _on_work_pool(
             loaded, suite_path, shards, run_key, deployment, credentials, options
         )
-    counters = _merge(reports, results_path, loaded.conversation_count)
+    counters = _merge(reports, results_path, loaded.run_count)
     return ShareOutcome(
-        conversations=loaded.conversation_count,
+        conversations=loaded.run_count,
         resumed=sum(report.resumed for report in reports),
         store=ResultStore(results_path),
         counters=counters,

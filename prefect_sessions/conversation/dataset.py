@@ -11,8 +11,9 @@ import csv
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
-from prefect_sessions.conversation.suite import ConversationSpec, LoadedSuite, SuiteError
+from prefect_sessions.conversation.suite import (
+    TAG_PATTERN,
+    ConversationSpec,
+    LoadedSuite,
+    SuiteError,
+)
 from prefect_sessions.seam.turns import Turn
 
 _jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -31,16 +37,27 @@ MAX_ID_LENGTH = 200
 
 @dataclass(frozen=True)
 class Conversation:
-    """One conversation ready to run."""
+    """One conversation ready to run (with ``repeats`` above one, one of its runs)."""
 
     id: str
     variables: Mapping[str, Any]
     turns: tuple[Turn, ...]
     origin: str  # where it came from, for messages: "conversations[1], row 17 of users.csv"
+    tags: tuple[str, ...] = ()
+    repeats: int = 1
+    pass_rate: float = 1.0
+    #: Which of its ``repeats`` runs this is, from 1.
+    repetition: int = 1
+
+    @property
+    def key(self) -> str:
+        """What identifies this run of the conversation in a results file."""
+        return run_key_of(self.id, self.repetition, self.repeats)
 
     @property
     def fingerprint(self) -> str:
-        """A hash of what the conversation does, so a resumed run can tell it is the same one."""
+        """A hash of what the conversation does, so a resumed run can tell it is the same one
+        (tags and repeats select and count runs; they do not change what a run does)."""
         body = json.dumps(
             [self.id, dict(self.variables), [t.model_dump(mode="json") for t in self.turns]],
             sort_keys=True,
@@ -105,6 +122,26 @@ def _rows(path: Path, source: str) -> Iterator[tuple[int | None, dict[str, Any]]
         raise SuiteError(source, [f"{path}: not readable as CSV: {exc}"]) from None
 
 
+def run_key_of(conversation_id: str, repetition: int, repeats: int) -> str:
+    """``id`` for a conversation run once, ``id#2`` for the second of its repeated runs."""
+    return conversation_id if repeats == 1 else f"{conversation_id}#{repetition}"
+
+
+def _row_tags(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """A dataset row's ``tags`` column: a list (JSONL) or words split on commas and spaces."""
+    value = row.get("tags")
+    if value is None or value == "":
+        return ()
+    words = value if isinstance(value, list) else re.split(r"[,\s]+", str(value))
+    tags = tuple(str(word).strip() for word in words if str(word).strip())
+    bad = [tag for tag in tags if not re.fullmatch(TAG_PATTERN, tag)]
+    if bad:
+        raise ValueError(
+            f"tag {bad[0]!r} in the 'tags' column: use letters, digits and -_.:/ (64 at most)"
+        )
+    return tags
+
+
 def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conversation:
     try:
         conversation_id = str(_render(spec.id, row)).strip()
@@ -124,18 +161,30 @@ def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conv
             f"the id is {len(conversation_id)} characters after templating; keep ids to "
             f"{MAX_ID_LENGTH} (use a shorter column, or a slice: '{{{{ row.user[:50] }}}}')"
         )
-    return Conversation(conversation_id, variables, turns, origin)
+    tags = tuple(dict.fromkeys([*spec.tags, *_row_tags(row)]))  # in order, each once
+    return Conversation(conversation_id, variables, turns, origin, tags)
 
 
-def iter_conversations(loaded: LoadedSuite) -> Iterator[Conversation]:
-    """Every conversation of a suite, in file order, with unique IDs.
+def iter_runs(loaded: LoadedSuite) -> Iterator[Conversation]:
+    """Every run of the selected conversations: each conversation ``repeat`` times in a row."""
+    for conversation in iter_conversations(loaded):
+        for repetition in range(1, conversation.repeats + 1):
+            yield replace(conversation, repetition=repetition)
+
+
+def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterator[Conversation]:
+    """Every conversation of a suite the run's selection takes (all of them with
+    ``selected=False``), in file order, with unique IDs.
 
     Raises:
         SuiteError: at the first row that cannot be expanded, naming the row and the fix.
     """
     source = str(loaded.path)
+    suite, selection = loaded.suite, loaded.selection
     seen: dict[str, str] = {}
-    for index, spec in enumerate(loaded.suite.conversations):
+    for index, spec in enumerate(suite.conversations):
+        repeats = spec.repeat or suite.repeat
+        pass_rate = suite.pass_rate if spec.pass_rate is None else spec.pass_rate
         where = f"conversations[{index}]"
         if spec.dataset is None:
             rows: Iterator[tuple[int | None, dict[str, Any]]] = iter([(None, {})])
@@ -160,4 +209,5 @@ def iter_conversations(loaded: LoadedSuite) -> Iterator[Conversation]:
                     ],
                 )
             seen[conversation.id] = origin
-            yield conversation
+            if not selected or selection.takes(conversation.id, conversation.tags):
+                yield replace(conversation, repeats=repeats, pass_rate=pass_rate)

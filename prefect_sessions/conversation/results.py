@@ -27,6 +27,9 @@ class TurnRecord(BaseModel):
     buttons: list[str] = Field(default_factory=list)
     latency_ms: float = 0.0
     failures: list[str] = Field(default_factory=list)
+    failed_kinds: list[str] = Field(
+        default_factory=list, description="The kind of each expectation that did not hold."
+    )
 
 
 class ConversationResult(BaseModel):
@@ -41,10 +44,25 @@ class ConversationResult(BaseModel):
     )
     origin: str = ""
     fingerprint: str = ""
+    tags: list[str] = Field(default_factory=list)
+    repetition: int = Field(default=1, description="Which run of a repeated conversation, from 1.")
+    repeats: int = Field(default=1, description="How many times the conversation runs.")
+    pass_rate: float = Field(default=1.0, description="The share of its runs that must pass.")
     attempts: int = 1
+    requests: int = Field(default=0, description="HTTP requests sent for it, retries included.")
+    rate_limited: int = Field(default=0, description="Of those, the ones answered 429.")
     duration_ms: float = 0.0
     turns: list[TurnRecord] = Field(default_factory=list)
+    usage: dict[str, float] = Field(
+        default_factory=dict,
+        description="What the provider reports it cost (session minutes, credits, context).",
+    )
     finished_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def key(self) -> str:
+        """This run of the conversation in a results file: ``id``, or ``id#2`` when repeated."""
+        return self.id if self.repeats == 1 else f"{self.id}#{self.repetition}"
 
 
 class ResultStore:
@@ -66,14 +84,14 @@ class ResultStore:
                     continue
 
     def finished(self) -> dict[str, str]:
-        """``{conversation id: fingerprint}`` of conversations that reached a verdict (passed or
+        """``{run key: fingerprint}`` of conversation runs that reached a verdict (passed or
         failed). Errored ones are not finished: a resumed run tries them again."""
         done: dict[str, str] = {}
         for result in self:
             if result.status == "errored":
-                done.pop(result.id, None)
+                done.pop(result.key, None)
             else:
-                done[result.id] = result.fingerprint
+                done[result.key] = result.fingerprint
         return done
 
     def append(self, result: ConversationResult) -> None:
@@ -97,8 +115,9 @@ class ResultStore:
             os.replace(partial, self.path)
 
     def latest(self) -> dict[str, ConversationResult]:
-        """The last result of each conversation (a resumed run may have retried it)."""
+        """The last result of each conversation run, by run key (a resumed run may have retried
+        it)."""
         latest: dict[str, ConversationResult] = {}
         for result in self:
-            latest[result.id] = result
+            latest[result.key] = result
         return latest

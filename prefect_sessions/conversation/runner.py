@@ -27,7 +27,12 @@ from prefect_sessions.errors import (
     RateLimitedError,
     RunStoppedError,
 )
-from prefect_sessions.seam.adapter import ConversationAdapter, ConversationFailure
+from prefect_sessions.http.tally import tallying
+from prefect_sessions.seam.adapter import (
+    ConversationAdapter,
+    ConversationFailure,
+    ReportsUsage,
+)
 
 #: Failures a fresh session may cure, so the whole conversation is tried again.
 RESTARTABLE = (OutcomeUnknownError, ProviderUnavailableError, RateLimitedError)
@@ -64,7 +69,10 @@ class RunCounters:
 
 
 async def _attempt(
-    adapter: ConversationAdapter, conversation: Conversation, records: list[TurnRecord]
+    adapter: ConversationAdapter,
+    conversation: Conversation,
+    records: list[TurnRecord],
+    usage: dict[str, float],
 ) -> tuple[Status, str | None]:
     session = await adapter.start(conversation.id, conversation.variables)
     try:
@@ -75,9 +83,12 @@ async def _attempt(
                 records.append(TurnRecord(turn=turn.describe(), failures=[str(exc)]))
                 return "failed", f"turn {number} ({turn.describe()}): {exc}"
             variables = await adapter.variables(session) if turn.needs_variables else None
-            failures = [
-                failure for e in turn.expect if (failure := e.failure(reply, variables)) is not None
+            failed = [
+                (e.kind, failure)
+                for e in turn.expect
+                if (failure := e.failure(reply, variables)) is not None
             ]
+            failures = [failure for _, failure in failed]
             records.append(
                 TurnRecord(
                     turn=turn.describe(),
@@ -86,6 +97,7 @@ async def _attempt(
                     buttons=reply.buttons,
                     latency_ms=round(reply.latency_ms, 1),
                     failures=failures,
+                    failed_kinds=[kind for kind, _ in failed],
                 )
             )
             if failures:
@@ -96,6 +108,9 @@ async def _attempt(
         # Cleanup is best effort; the verdict stands.
         with contextlib.suppress(PrefectSessionsError):
             await adapter.end(session)
+        if isinstance(adapter, ReportsUsage):
+            for name, amount in adapter.usage(session).items():
+                usage[name] = round(usage.get(name, 0.0) + amount, 4)
 
 
 async def run_conversation(
@@ -110,35 +125,45 @@ async def run_conversation(
     """
     started = time.perf_counter()
     attempts = 0
-    while True:
-        attempts += 1
-        records: list[TurnRecord] = []
-        error: Exception | None = None
-        try:
-            status, reason = await _attempt(adapter, conversation, records)
-        except RunStoppedError:
-            raise
-        except RESTARTABLE as exc:
-            if attempts <= restarts:
-                continue
-            status, reason, error = "errored", str(exc), exc
-        except PrefectSessionsError as exc:
-            status, reason, error = "errored", str(exc), exc
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # A provider answer we could not make sense of must fail this conversation only.
-            reason = f"unexpected answer ({type(exc).__name__}: {exc})"
-            status, error = "errored", exc
-        return ConversationResult(
-            id=conversation.id,
-            status=status,
-            reason=reason,
-            error_type=type(error).__name__ if error is not None else None,
-            origin=conversation.origin,
-            fingerprint=conversation.fingerprint,
-            attempts=attempts,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            turns=records,
-        )
+    usage: dict[str, float] = {}  # what every attempt cost, restarts included
+    with tallying() as tally:  # this conversation's requests, among all those in flight
+        while True:
+            attempts += 1
+            records: list[TurnRecord] = []
+            error: Exception | None = None
+            try:
+                status, reason = await _attempt(adapter, conversation, records, usage)
+            except RunStoppedError:
+                raise
+            except RESTARTABLE as exc:
+                if attempts <= restarts:
+                    continue
+                status, reason, error = "errored", str(exc), exc
+            except PrefectSessionsError as exc:
+                status, reason, error = "errored", str(exc), exc
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A provider answer we could not make sense of must fail this conversation only.
+                reason = f"unexpected answer ({type(exc).__name__}: {exc})"
+                status, error = "errored", exc
+            break
+    return ConversationResult(
+        id=conversation.id,
+        status=status,
+        reason=reason,
+        error_type=type(error).__name__ if error is not None else None,
+        origin=conversation.origin,
+        fingerprint=conversation.fingerprint,
+        tags=list(conversation.tags),
+        repetition=conversation.repetition,
+        repeats=conversation.repeats,
+        pass_rate=conversation.pass_rate,
+        attempts=attempts,
+        requests=tally.requests,
+        rate_limited=tally.rate_limited,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        turns=records,
+        usage=usage,
+    )
 
 
 async def run_conversations(

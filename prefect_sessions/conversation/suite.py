@@ -9,7 +9,7 @@ the file, the line, the path inside the suite and how to fix it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from prefect_sessions.conversation.selection import Selection
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.providers import get_provider
 from prefect_sessions.seam.turns import Turn
@@ -54,12 +55,31 @@ class Connection(BaseModel):
         return dict(self.model_extra or {})
 
 
+#: A tag: letters, digits, and ``-_.:/`` (what ``--tag`` and the UI form take).
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"
+Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
+#: How many times each conversation runs; its verdict is its pass rate against ``pass_rate``.
+Repeat = Annotated[int, Field(ge=1, le=100)]
+PassRate = Annotated[float, Field(ge=0, le=1)]
+
+
 class ConversationSpec(BaseModel):
     """One conversation, or with ``dataset`` one per row of a CSV or JSONL file."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=200)
+    tags: list[Tag] = Field(
+        default_factory=list,
+        description="Labels to select by (--tag); a dataset row adds those of its 'tags' column.",
+    )
+    repeat: Repeat | None = Field(
+        default=None, description="Run it this many times (default: the suite's repeat)."
+    )
+    pass_rate: PassRate | None = Field(
+        default=None,
+        description="The share of its runs that must pass (default: the suite's pass_rate).",
+    )
     variables: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None
     turns: list[Turn] = Field(min_length=1)
@@ -80,6 +100,20 @@ class Suite(BaseModel):
         gt=0,
         le=1,
         description="Use at most this share of the key's limit (e.g. 0.5 on a production key).",
+    )
+    repeat: Repeat = Field(
+        default=1,
+        description=(
+            "Run each conversation this many times: agents are not deterministic, and one run "
+            "says little about how often a conversation passes."
+        ),
+    )
+    pass_rate: PassRate = Field(
+        default=1.0,
+        description=(
+            "A repeated conversation passes when at least this share of its runs pass (0.8: 4 "
+            "of 5). Those with some passes and some failures are listed as flaky."
+        ),
     )
     cleanup: bool = Field(
         default=False,
@@ -118,13 +152,18 @@ class Suite(BaseModel):
 
 
 class LoadedSuite(BaseModel):
-    """A validated suite and where it came from (datasets are read relative to it)."""
+    """A validated suite, where it came from (datasets are read relative to it) and which of its
+    conversations this run takes."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     suite: Suite
     path: Path
-    conversation_count: int = 0  # counted while validating, so nobody expands the suite to count
+    selection: Selection = Field(default_factory=Selection)
+    # Counted while validating, so nobody expands the suite to count: the selected conversations,
+    # and their runs (each conversation ``repeat`` times).
+    conversation_count: int = 0
+    run_count: int = 0
 
     @property
     def base_dir(self) -> Path:

@@ -10,17 +10,25 @@ from pathlib import Path
 from typing import Any
 
 from prefect_sessions.conversation.dataset import iter_conversations
+from prefect_sessions.conversation.selection import EVERYTHING, Selection
 from prefect_sessions.conversation.suite import LoadedSuite, Suite, SuiteError, parse_suite
 
 #: A suite file larger than this is refused before parsing (datasets hold the bulk data).
 MAX_SUITE_BYTES = 5 * 1024 * 1024
 
 
-def load_suite(path: str | Path, *, environ: dict[str, str] | None = None) -> LoadedSuite:
-    """Read and validate a suite file, its datasets and the environment it needs.
+def load_suite(
+    path: str | Path,
+    *,
+    environ: dict[str, str] | None = None,
+    selection: Selection = EVERYTHING,
+) -> LoadedSuite:
+    """Read and validate a suite file, its datasets and the environment it needs, keeping the
+    conversations ``selection`` takes.
 
     Raises:
-        SuiteError: with every problem found, each with its location and fix.
+        SuiteError: with every problem found, each with its location and fix; a selection that
+            takes no conversation is one.
     """
     path = Path(path)
     source = str(path)
@@ -44,15 +52,23 @@ def load_suite(path: str | Path, *, environ: dict[str, str] | None = None) -> Lo
             source, [f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8"]
         ) from None
     suite = parse_suite(text, source)
-    loaded = LoadedSuite(suite=suite, path=path)
+    loaded = LoadedSuite(suite=suite, path=path, selection=selection)
     problems = list(
         _environment_problems(suite, source, os.environ if environ is None else environ)
     )
     # Expanding every conversation checks every dataset row and template without keeping them.
+    known_tags: set[str] = set()
     try:
-        loaded.conversation_count = sum(1 for _ in iter_conversations(loaded))
+        for conversation in iter_conversations(loaded, selected=False):
+            known_tags.update(conversation.tags)
+            if selection.takes(conversation.id, conversation.tags):
+                loaded.conversation_count += 1
+                loaded.run_count += conversation.repeats
     except SuiteError as exc:
         problems.extend(exc.problems)
+    else:
+        if loaded.conversation_count == 0:
+            problems.append(f"{source}: {selection.nothing_matched(known_tags)}")
     if problems:
         raise SuiteError(source, problems)
     return loaded

@@ -15,14 +15,17 @@ from prefect import flow
 from pydantic import Field
 
 from prefect_sessions.batch.chunks import DEFAULT_RESULTS_DIR
-from prefect_sessions.batch.report import RunSummary
-from prefect_sessions.batch.run import MAX_SHARDS, run_batch
+from prefect_sessions.batch.report import FailOn, RunSummary
+from prefect_sessions.batch.run import LAST, MAX_SHARDS, run_batch
 from prefect_sessions.batch.shards import SHARD_DEPLOYMENT
 from prefect_sessions.flow_parameters import (
     ChunkSize,
     Concurrency,
+    IdGlob,
     MaxShare,
     Rate,
+    RunKey,
+    Tag,
     require_block_references,
 )
 from prefect_sessions.providers import AnyCredentials
@@ -34,7 +37,7 @@ from prefect_sessions.providers import AnyCredentials
 async def batch_conversations(
     suite_path: str,
     credentials: AnyCredentials | None = None,
-    run_key: Annotated[str, Field(max_length=200)] | None = None,
+    run_key: RunKey | None = None,
     base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+")] | None = None,
     concurrency: Concurrency | None = None,
     rate: Rate | None = None,
@@ -43,6 +46,11 @@ async def batch_conversations(
     chunk_size: ChunkSize = 100,
     shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
     shard_deployment: str | None = SHARD_DEPLOYMENT,
+    fail_on: FailOn = "any",
+    baseline: RunKey | None = LAST,
+    tags: list[Tag] | None = None,
+    ids: list[IdGlob] | None = None,
+    only_failed: RunKey | None = None,
 ) -> RunSummary:
     """Run every conversation of a suite and report what passed, what failed and why.
 
@@ -66,6 +74,15 @@ async def batch_conversations(
         shard_deployment: The deployment the shards run as (flow name/deployment name). Empty:
             the shards run as tasks on this flow's task runner instead (e.g. prefect-dask's
             DaskTaskRunner).
+        fail_on: When the flow run ends Failed: ``any`` conversation failed or errored;
+            only ``regressions`` against the baseline (newly failing, or added and failing); or
+            ``never``. The summary is the run's result either way.
+        baseline: The run to compare with: ``last`` (the latest earlier run of the suite), a
+            run key, or ``none``.
+        tags: Run only conversations with one of these tags.
+        ids: Run only conversations whose id matches one of these globs (``refund-*``).
+        only_failed: Run only the conversations that failed or errored in the run with this
+            key (after a fix, without spending quota on the rest).
     """
     require_block_references("credentials")
     return await run_batch(
@@ -80,4 +97,9 @@ async def batch_conversations(
         chunk_size=chunk_size,
         shards=shards,
         shard_deployment=shard_deployment,
+        fail_on=fail_on,
+        baseline=baseline,
+        tags=tags,
+        ids=ids,
+        only_failed=only_failed,
     )

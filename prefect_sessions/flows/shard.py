@@ -24,8 +24,10 @@ from prefect_sessions.batch.shards import ShardReport, run_shard
 from prefect_sessions.flow_parameters import (
     ChunkSize,
     Concurrency,
+    IdGlob,
     MaxShare,
     Rate,
+    Tag,
     require_block_references,
 )
 from prefect_sessions.providers import AnyCredentials
@@ -44,6 +46,9 @@ async def batch_conversations_shard(
     max_share: MaxShare | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
     chunk_size: ChunkSize = 100,
+    tags: list[Tag] | None = None,
+    ids: list[IdGlob] | None = None,
+    only: list[str] | None = None,
 ) -> ShardReport:
     """Run one share of a suite and hand every result back to the batch run that started it.
 
@@ -59,6 +64,9 @@ async def batch_conversations_shard(
         max_share: Use at most this share of the key's limit.
         results_dir: Where this shard's results file is kept, on the worker.
         chunk_size: Conversations per Prefect task run.
+        tags: Take only conversations with one of these tags (the batch run's selection).
+        ids: Take only conversations whose id matches one of these globs.
+        only: Take only these conversation ids (the batch run's rerun of failures).
     """
     require_block_references("credentials")
     return await run_shard(
@@ -73,4 +81,7 @@ async def batch_conversations_shard(
         credentials=credentials,
         results_dir=results_dir,
         chunk_size=chunk_size,
+        tags=tags,
+        ids=ids,
+        only=only,
     )

@@ -40,6 +40,7 @@ from prefect_sessions.http.hints import retry_hint, should_retry_header
 from prefect_sessions.http.pacers import shared_pacer
 from prefect_sessions.http.pacing import Pacer
 from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_status
+from prefect_sessions.http.tally import count_attempt, count_rate_limited
 
 logger = logging.getLogger("prefect_sessions.http")
 
@@ -412,6 +413,7 @@ class HttpClient:
             nonlocal attempts
             attempts += 1
             self.stats.attempts += 1
+            count_attempt()
             probe = await self.breaker.admit()  # before a pacer slot: never hold one waiting here
             async with self.pacer.slot() as grant:
                 try:
@@ -442,6 +444,7 @@ class HttpClient:
                 await response.aclose()
             if response.status_code == 429:
                 self.stats.rate_limited += 1
+                count_rate_limited()
             raise self._status_error(response, operation, idempotent, auth, attempts=attempts)
 
         # Most requests succeed at once, and tenacity's loop costs about as much CPU per request

@@ -8,6 +8,7 @@ stopped at the end.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +28,17 @@ from prefect_sessions.seam.turns import Reply, Turn
 SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 
 
+#: Credits a FULL-mode minute costs (LITE: 1), as LiveAvatar documents.
+FULL_CREDITS_PER_MINUTE = 2.0
+
+
 @dataclass
 class _Handle:
     session_id: str | None = None
     heard: int = 0
     variables: dict[str, str] = field(default_factory=dict)
+    started: float | None = None  # monotonic time the session started
+    ended: float | None = None
 
 
 class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
@@ -75,6 +82,7 @@ class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
             token = await self.client.create_session_token(config)
             handle.session_id = token.session_id
             await self.client.start_session(token)
+            handle.started = time.monotonic()
         elif turn.kind == "no_reply":
             if handle.session_id is None:
                 raise ConversationFailure("launch the LiveAvatar session before other turns")
@@ -88,4 +96,17 @@ class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
 
     async def end(self, handle: _Handle) -> None:
         if handle.session_id is not None:
-            await self.client.stop_session(handle.session_id, "USER_CLOSED")
+            try:
+                await self.client.stop_session(handle.session_id, "USER_CLOSED")
+            finally:
+                handle.ended = time.monotonic()
+
+    def usage(self, handle: _Handle) -> dict[str, float]:
+        """The session's minutes from start to stop, and the credits they cost: FULL mode spends
+        2 credits a minute (the vendor's pricing page); a sandbox session spends none. Measured
+        here, so an estimate: the vendor bills by its own clock."""
+        if handle.started is None:
+            return {}
+        minutes = ((handle.ended or time.monotonic()) - handle.started) / 60
+        credits = 0.0 if self.sandbox else minutes * FULL_CREDITS_PER_MINUTE
+        return {"session_minutes": round(minutes, 4), "credits": round(credits, 4)}

@@ -14,4 +14,11 @@ PROVIDER = Provider(
     turn_kinds=frozenset({"launch", "no_reply"}),
     expectation_kinds=TEXT_EXPECTATIONS - {"trace_type"},
     optional_connection=("avatar_id", "context_id", "is_sandbox"),
+    # A launch creates a session token, starts the session and reads the transcript; a
+    # keep-alive turn sends one and reads the transcript; every session is stopped at the end.
+    start_requests=0,
+    turn_requests={"launch": 3, "no_reply": 2},
+    variables_requests=0,
+    end_requests=1,
+    cleanup_requests=0,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -64,6 +64,17 @@ class ConversationAdapter(Protocol):
 
     def counters(self) -> tuple[int, int]:
         """``(requests sent, answered 429)`` so far."""
+        ...
+
+
+@runtime_checkable
+class ReportsUsage(Protocol):
+    """An adapter that can say what a conversation cost at the provider (optional: the runner
+    asks only adapters that have ``usage``)."""
+
+    def usage(self, session: Any) -> dict[str, float]:
+        """After :meth:`ConversationAdapter.end`: named amounts (``session_minutes``,
+        ``credits``), summed over a run's conversations in its report."""
         ...
 
 

@@ -8,13 +8,13 @@ package, so a new provider is one package and one registry entry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.seam.adapter import AdapterFactory
-from prefect_sessions.seam.turns import EXPECTATION_KINDS, TURN_KINDS
+from prefect_sessions.seam.turns import EXPECTATION_KINDS, TURN_KINDS, Turn
 
 #: Every turn and expectation kind a suite can hold; a provider takes a subset.
 ALL_TURNS = frozenset(TURN_KINDS)
@@ -39,6 +39,22 @@ class Provider:
     #: Fields a suite's ``connection`` must give for this provider, and the ones it may give.
     required_connection: tuple[str, ...] = ()
     optional_connection: tuple[str, ...] = ()
+    #: Requests a conversation costs, for forecasts (``prefect-sessions validate --estimate``):
+    #: to start one, per turn kind (1 when not listed), to read its variables for a check, at
+    #: its end always, and at its end with the suite's ``cleanup: true``.
+    start_requests: int = 1
+    turn_requests: Mapping[str, int] = field(default_factory=dict)
+    variables_requests: int = 1
+    end_requests: int = 0
+    cleanup_requests: int = 1
+
+    def requests_for(self, turns: Sequence[Turn], *, cleanup: bool) -> int:
+        """Requests one run of a conversation with ``turns`` costs when nothing is retried."""
+        total = self.start_requests + self.end_requests + (self.cleanup_requests if cleanup else 0)
+        for turn in turns:
+            total += self.turn_requests.get(turn.kind, 1)
+            total += self.variables_requests if turn.needs_variables else 0
+        return total
 
     def connection_problems(self, fields: Mapping[str, Any]) -> list[str]:
         """Missing or unknown provider-specific connection fields, each with its fix."""

@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.settings import PREFECT_API_URL
 
 from prefect_sessions.cli import main
@@ -115,7 +116,10 @@ async def test_failing_expectations_exit_1_and_are_reported_everywhere(tmp_path,
     assert cases.get("failures") == "1"
     assert cases.find("testcase[@name='fails']/failure") is not None
     async with get_client() as client:
-        found = await client.read_artifacts()
+        # Filtered by key: the session's server holds every other test's artifacts too.
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="mixed-"))
+        )
     keys = {a.key for a in found}
     assert {"mixed-summary", "mixed-report", "mixed-progress"} <= keys
     report_md = next(a for a in found if a.key == "mixed-report")

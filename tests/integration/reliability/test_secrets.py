@@ -183,7 +183,7 @@ async def test_no_canary_is_written_anywhere(tmp_path, monkeypatch, capfd, caplo
                 results_dir=str(work),
                 return_state=True,
             )
-            summary = await state.aresult()
+            summary = await state.aresult(raise_on_failure=False)
             assert summary.passed > 0
         # The triggered conversation (session keys, a failing expectation, an emitted event) and
         # session maintenance (stops, deletes, transcript export) with the same canary blocks.
