@@ -185,6 +185,16 @@ async def run_conversation_chunk(
         return stopped
 
 
+def _chunk_name(chunk: list[Conversation]) -> str:
+    """The chunk's task run name. Prefect formats it with the task's parameters: braces in an id
+    are doubled so they stay text."""
+    if len(chunk) == 1:
+        name = f"conversation {chunk[0].key}"
+    else:
+        name = f"{len(chunk)} conversations: {chunk[0].key} to {chunk[-1].key}"
+    return name[:200].replace("{", "{{").replace("}", "}}")
+
+
 def _chunks(conversations: Iterator[Conversation], size: int) -> Iterator[list[Conversation]]:
     chunk: list[Conversation] = []
     for conversation in conversations:
@@ -247,7 +257,9 @@ async def run_share(
         try:
             # quote(): Prefect would otherwise walk every conversation of the chunk looking for
             # futures, on this loop, stalling the conversations in flight.
-            ended: object = await run_conversation_chunk(
+            # Named by what it runs, so the UI's task list says which conversations are where.
+            named = run_conversation_chunk.with_options(task_run_name=_chunk_name(chunk))
+            ended: object = await named(
                 quote(adapter),
                 quote(chunk),
                 str(results_path),

@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import ssl
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ from prefect_sessions.http.pacers import shared_pacer
 from prefect_sessions.http.pacing import Pacer
 from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_status
 from prefect_sessions.http.tally import count_attempt, count_rate_limited
+
+#: Pacers kept for credentials given per request (one per recent LiveAvatar session token).
+MAX_REQUEST_PACERS = 1024
 
 logger = logging.getLogger("prefect_sessions.http")
 
@@ -195,6 +199,7 @@ class HttpClient:
         )
         self._client: httpx.AsyncClient | None = None
         self._closed = False
+        self._request_pacers: OrderedDict[str, Pacer] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.provider!r}, base_url='{self.base_url}')"
@@ -396,6 +401,19 @@ class HttpClient:
 
         return build
 
+    def _pacer_for(self, auth: CredentialAuth | None) -> Pacer:
+        """The pacer of a request: the client's, or for a credential given with the request (a
+        LiveAvatar session token) one of its own, as the provider counts that credential's
+        calls apart. Those are kept for the most recent sessions only: each has a few calls."""
+        if auth is None or auth is self._auth:
+            return self.pacer
+        key = auth.fingerprint
+        pacer = self._request_pacers.pop(key, None) or Pacer()
+        self._request_pacers[key] = pacer
+        if len(self._request_pacers) > MAX_REQUEST_PACERS:
+            self._request_pacers.popitem(last=False)
+        return pacer
+
     async def _send(
         self,
         client: httpx.AsyncClient,
@@ -408,6 +426,7 @@ class HttpClient:
     ) -> httpx.Response:
         self.stats.requests += 1
         attempts = 0
+        pacer = self._pacer_for(auth)
 
         async def attempt() -> httpx.Response:
             nonlocal attempts
@@ -415,7 +434,7 @@ class HttpClient:
             self.stats.attempts += 1
             count_attempt()
             probe = await self.breaker.admit()  # before a pacer slot: never hold one waiting here
-            async with self.pacer.slot() as grant:
+            async with pacer.slot() as grant:
                 try:
                     response = await client.send(
                         build(), auth=auth or httpx.USE_CLIENT_DEFAULT, stream=stream
@@ -430,7 +449,7 @@ class HttpClient:
                     raise
                 self.breaker.succeeded(probe)
                 hint = retry_hint(response.headers, datetime.now(timezone.utc))
-                self.pacer.observe(
+                pacer.observe(
                     grant,
                     status=response.status_code,
                     headers=response.headers,

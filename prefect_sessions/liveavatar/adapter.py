@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect_sessions.liveavatar.client import LiveAvatarClient
 from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
-from prefect_sessions.liveavatar.models import AvatarPersona, FullSessionConfig
+from prefect_sessions.liveavatar.models import AvatarPersona, FullSessionConfig, SessionToken
 from prefect_sessions.seam.adapter import (
     ClientAdapter,
     ConnectionSettings,
@@ -35,6 +35,8 @@ FULL_CREDITS_PER_MINUTE = 2.0
 @dataclass
 class _Handle:
     session_id: str | None = None
+    #: Keep-alive and stop go out with it: each session spends its own rate budget.
+    token: SessionToken | None = None
     heard: int = 0
     variables: dict[str, str] = field(default_factory=dict)
     started: float | None = None  # monotonic time the session started
@@ -80,13 +82,13 @@ class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
                 is_sandbox=self.sandbox,
             )
             token = await self.client.create_session_token(config)
-            handle.session_id = token.session_id
+            handle.session_id, handle.token = token.session_id, token
             await self.client.start_session(token)
             handle.started = time.monotonic()
         elif turn.kind == "no_reply":
             if handle.session_id is None:
                 raise ConversationFailure("launch the LiveAvatar session before other turns")
-            await self.client.keep_alive(handle.session_id)
+            await self.client.keep_alive(handle.session_id, session_token=handle.token)
         else:
             raise ConversationFailure(f"LiveAvatar cannot take a {turn.kind!r} turn")
         return Reply(messages=await self._new_lines(handle))
@@ -97,7 +99,9 @@ class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
     async def end(self, handle: _Handle) -> None:
         if handle.session_id is not None:
             try:
-                await self.client.stop_session(handle.session_id, "USER_CLOSED")
+                await self.client.stop_session(
+                    handle.session_id, "USER_CLOSED", session_token=handle.token
+                )
             finally:
                 handle.ended = time.monotonic()
 

@@ -9,7 +9,7 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from prefect_sessions.errors import ConfigurationError
+from prefect_sessions.errors import AuthenticationError, ConfigurationError
 from prefect_sessions.http import HttpClient, SecretHeaderAuth
 from prefect_sessions.http.paging import follow_cursor
 from prefect_sessions.liveavatar.errors import PROVIDER, SUCCESS_CODE, LiveAvatarResponseError
@@ -182,23 +182,72 @@ class LiveAvatarClient:
         data = self._unwrap(response, operation, auth)
         return self._parse(StartedSession, data, response, operation)
 
-    async def keep_alive(self, session_id: str | UUID) -> None:
-        """Reset the session's idle timeout (``POST /v1/sessions/keep-alive``)."""
-        operation = "keep session alive"
-        body = {"session_id": checked_session_id(session_id)}
-        response = await self.http.request(
-            "POST", "/v1/sessions/keep-alive", operation=operation, idempotent=True, json=body
+    async def keep_alive(
+        self,
+        session_id: str | UUID | None = None,
+        *,
+        session_token: SessionToken | SecretStr | None = None,
+    ) -> None:
+        """Reset the session's idle timeout (``POST /v1/sessions/keep-alive``).
+
+        With ``session_token`` (as Bearer) the call is counted against that session's own rate
+        budget, as LiveAvatar counts lifecycle calls per session token; with the API key (give
+        ``session_id``) every session of the key shares one per-endpoint window.
+        """
+        await self._lifecycle(
+            "/v1/sessions/keep-alive", "keep session alive", session_id, session_token, {}
         )
-        self._unwrap(response, operation)
 
     async def stop_session(
-        self, session_id: str | UUID, reason: SessionEndReason = "USER_CLOSED"
+        self,
+        session_id: str | UUID | None = None,
+        reason: SessionEndReason = "USER_CLOSED",
+        *,
+        session_token: SessionToken | SecretStr | None = None,
     ) -> None:
-        """Stop the session (``POST /v1/sessions/stop``) and record why."""
-        operation = "stop session"
-        body = {"session_id": checked_session_id(session_id), "reason": checked_end_reason(reason)}
+        """Stop the session (``POST /v1/sessions/stop``) and record why; with ``session_token``
+        as Bearer, as :meth:`keep_alive` explains."""
+        extra = {"reason": checked_end_reason(reason)}
+        await self._lifecycle("/v1/sessions/stop", "stop session", session_id, session_token, extra)
+
+    async def close_session(self, session_token: SessionToken | SecretStr) -> None:
+        """End the token's session (``DELETE /v1/sessions``, the token as Bearer): the teardown
+        LiveAvatar's own demo app uses. Not in the vendor's OpenAPI; :meth:`stop_session`
+        records a reason and is the documented way."""
+        auth = _bearer(session_token)
+        operation = "close session"
         response = await self.http.request(
-            "POST", "/v1/sessions/stop", operation=operation, idempotent=True, json=body
+            "DELETE", "/v1/sessions", operation=operation, idempotent=True, auth=auth
+        )
+        self._unwrap(response, operation, auth)
+
+    async def _lifecycle(
+        self,
+        path: str,
+        operation: str,
+        session_id: str | UUID | None,
+        session_token: SessionToken | SecretStr | None,
+        extra: dict[str, Any],
+    ) -> None:
+        if session_id is None and session_token is None:
+            raise ValueError(f"{operation}: give the session_id or the session_token")
+        body = dict(extra)
+        if session_id is not None:
+            body["session_id"] = checked_session_id(session_id)
+        if session_token is not None:
+            auth = _bearer(session_token)
+            try:
+                response = await self.http.request(
+                    "POST", path, operation=operation, idempotent=True, json=body, auth=auth
+                )
+                self._unwrap(response, operation, auth)
+                return
+            except AuthenticationError:
+                if session_id is None:
+                    raise
+                # The token is gone (expired, revoked): the API key still reaches the session.
+        response = await self.http.request(
+            "POST", path, operation=operation, idempotent=True, json=body
         )
         self._unwrap(response, operation)
 

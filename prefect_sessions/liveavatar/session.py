@@ -41,12 +41,21 @@ class SessionCalls(Protocol):
     async def start_session(self, session_token: SessionToken | SecretStr) -> StartedSession: ...
 
     async def stop_session(
-        self, session_id: str | UUID, reason: SessionEndReason = "USER_CLOSED"
+        self,
+        session_id: str | UUID | None = None,
+        reason: SessionEndReason = "USER_CLOSED",
+        *,
+        session_token: SessionToken | SecretStr | None = None,
     ) -> None: ...
 
     async def get_session(self, session_id: str | UUID) -> SessionEntry: ...
 
-    async def keep_alive(self, session_id: str | UUID) -> None: ...
+    async def keep_alive(
+        self,
+        session_id: str | UUID | None = None,
+        *,
+        session_token: SessionToken | SecretStr | None = None,
+    ) -> None: ...
 
     async def get_transcript(
         self,
@@ -150,7 +159,7 @@ class LiveAvatarSession:
 
     async def _ensure_stopped(self, reason: SessionEndReason) -> None:
         try:
-            await self._client.stop_session(self.session_id, reason)
+            await self._client.stop_session(self.session_id, reason, session_token=self.token)
         except ProviderError as error:
             # A stop retried after a lost answer finds the session already ended by the first
             # attempt (or by a timeout); the session's record says whether it is over.
@@ -204,7 +213,7 @@ class LiveAvatarSession:
     async def keep_alive(self) -> None:
         """Reset the session's idle timeout."""
         self._require_started()
-        await self._client.keep_alive(self.session_id)
+        await self._client.keep_alive(self.session_id, session_token=self.token)
 
     async def transcript(self, *, start_timestamp: int | None = None) -> Transcript:
         """The session's transcript so far (every page)."""

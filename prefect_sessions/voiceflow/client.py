@@ -372,10 +372,12 @@ class VoiceflowClient:
         )
 
     async def emit_session_event(self, session_id: str, action: Action | str) -> None:
-        """Send an action to a live (voice) session, where it fires a trigger.
+        """Send an action to a live session, where it fires a trigger.
 
-        The runtime accepts it whether or not the session exists, and queues at most one action
-        while the agent is busy.
+        It reaches the session only while that session has an open realtime connection (a voice
+        call, the websocket of ``/v4/interact/socket``); with none, it has no effect. Voiceflow
+        answers 201 either way, so a return here does not mean the action was delivered. While
+        the agent is busy, at most one action is queued.
         """
         if not session_id:
             raise ConfigurationError("session_id must not be empty: pass the live session's ID")

@@ -214,7 +214,9 @@ adelete_state, delete_state = task_pair(
 async def _emit_session_event(
     credentials: VoiceflowCredentials, session_id: str, action: Action | str
 ) -> None:
-    """Send an action to a live voice session, where it fires a trigger.
+    """Send an action to a live session, where it fires a trigger; it has an effect only while
+    that session has an open realtime connection (a voice call, a websocket), and Voiceflow does
+    not say whether it had one.
 
     Args:
         credentials: the project's Voiceflow credentials block.
@@ -224,7 +226,12 @@ async def _emit_session_event(
     async with credentials.get_client() as client:
         await client.emit_session_event(session_id, action)
     kind = action if isinstance(action, str) else action.type
-    run_logger().info("Emitted a %r action to Voiceflow session %r", kind, session_id)
+    run_logger().info(
+        "Sent a %r action to Voiceflow session %r; accepted, but it takes effect only if that "
+        "session has an open realtime connection (Voiceflow does not say whether it does)",
+        kind,
+        session_id,
+    )
 
 
 aemit_session_event, emit_session_event = task_pair(

@@ -11,6 +11,7 @@ Waits are Playwright's own (``expect(...).to_be_visible(timeout=...)``), which w
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from uuid import UUID
@@ -81,6 +82,11 @@ def test_a_run_started_from_the_ui_form_completes_with_the_picked_block(
         picker.press("ArrowDown")  # the picker opens from the keyboard too
     page.get_by_role("option", name=UI_BLOCK, exact=True).click()
     expect(field.locator(".block-document-input")).to_contain_text(UI_BLOCK)
+    # The nightly user's choices are fields of the same form (issue 17): the verdict rule, the
+    # baseline, and which conversations to run.
+    for name in ("fail_on", "baseline", "tags", "ids", "only_failed"):
+        label = page.locator(".schema-form-property").filter(has_text=re.compile(rf"^{name}\b"))
+        expect(label.first).to_be_visible()
     page.screenshot(path=str(OUTPUT / "run-form.png"), full_page=True)
 
     with page.expect_response("**/create_flow_run") as created:

@@ -428,6 +428,16 @@ async def stop_session(
     return _ok(None, "Session stopped")
 
 
+async def close_session(request: Request, session: SessionFromToken) -> Response:
+    """``DELETE /v1/sessions`` with the session token: the teardown the vendor's demo app uses
+    (not in its OpenAPI); the session ends as the user closing it."""
+    _refresh(request, session)
+    if session.ended_at is not None:
+        return _ok(None, "Session already stopped")
+    session.end(emulator_state(request).clock(), "USER_CLOSED")
+    return _ok(None, "Session stopped")
+
+
 async def keep_session_alive(
     request: Request,
     body: Annotated[KeepSessionAliveSchema, Body()] = KeepSessionAliveSchema(),  # noqa: B008
@@ -524,6 +534,7 @@ def build_router() -> APIRouter:
     router.add_api_route("/sessions/stop", stop_session, methods=["POST"])
     router.add_api_route("/sessions/keep-alive", keep_session_alive, methods=["POST"])
     router.add_api_route("/sessions", list_sessions, methods=["GET"])
+    router.add_api_route("/sessions", close_session, methods=["DELETE"])
     router.add_api_route("/sessions/{session_id}", get_session, methods=["GET"])
     router.add_api_route("/sessions/{session_id}/transcript", get_transcript, methods=["GET"])
     router.add_api_route("/sessions/{session_id}/events", delete_session_events, methods=["DELETE"])

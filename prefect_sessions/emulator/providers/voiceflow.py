@@ -464,8 +464,16 @@ async def emit_event(projectID: str, sessionID: str, request: Request) -> Respon
     action = body.get("action") if isinstance(body, dict) else None
     if not isinstance(action, dict) or not isinstance(action.get("type"), str):
         raise VoiceflowHTTPError(400, "action is required: an object with a 'type'")
+    # As the vendor: accepted whatever the session, delivered only to a session with an open
+    # realtime socket. The emulator serves no socket, so nothing is ever delivered.
     state.voiceflow.events.append(
-        {"projectID": projectID, "sessionID": sessionID, "action": action}
+        {
+            "projectID": projectID,
+            "sessionID": sessionID,
+            "action": action,
+            "delivered": False,
+            "why": "no open realtime connection for this session",
+        }
     )
     return Response(status_code=201)
 

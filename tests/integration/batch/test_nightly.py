@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterTags,
+)
 
 from prefect_sessions.batch.report import RunSummary
 from prefect_sessions.cli import main
@@ -128,12 +134,22 @@ async def test_each_run_is_compared_with_the_last_and_a_regression_fails_it(
         (run,) = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["run-key:night-2"]))
         )
-        artifacts = {a.key for a in await client.read_artifacts()}
+        artifacts = {
+            a.key
+            for a in await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="nightly-compare-"))
+            )
+        }
+        tasks = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
     assert run.state.is_failed()
     assert "1 regressions against run night-1" in run.state.message
     summary = await run.state.aresult(raise_on_failure=False)
     assert RunSummary.model_validate(summary).comparison.newly_failing == ["a"]
     assert {"nightly-compare-conversations", "nightly-compare-comparison"} <= artifacts
+    # The UI's task list says which conversations each chunk ran.
+    assert [task.name for task in tasks] == ["3 conversations: a to d"]
 
     # `compare` finds both runs through the API and gates on regressions; fail_on never passes.
     assert await cli("compare", "night-1", "night-2", "--suite", str(suite)) == 1

@@ -241,7 +241,7 @@ def test_legacy_interact_returns_a_bare_array(client: httpx.Client) -> None:
     assert "Welcome" in messages(response.json())
 
 
-def test_emit_event_answers_201_without_a_body(client: httpx.Client) -> None:
+def test_emit_event_answers_201_without_a_body(client: httpx.Client, emulator) -> None:
     response = client.post(
         "/v2/project/proj-1/session/s-1/event",
         json={"action": {"type": "event", "payload": {"event": {"name": "ping"}}}},
@@ -249,6 +249,10 @@ def test_emit_event_answers_201_without_a_body(client: httpx.Client) -> None:
     )
     assert response.status_code == 201
     assert response.content == b""
+    # As the vendor: accepted, but delivered only to a session with an open realtime socket,
+    # which the emulator never has.
+    (recorded,) = [e for e in emulator.state.voiceflow.events if e["sessionID"] == "s-1"]
+    assert recorded["delivered"] is False
 
 
 def test_a_configured_key_list_makes_the_emulator_strict() -> None:

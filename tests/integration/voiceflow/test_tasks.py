@@ -92,6 +92,8 @@ async def test_the_tasks_run_in_a_sync_flow(httpx_mock):
     assert variables == {"name": "Ada", "plan": "gold"}
     logs = await flow_logs(run_id)
     assert "Voiceflow turn for user 'ada': 2 traces (text, end)" in logs
+    # An emitted event is accepted whatever the session: the log never claims it was delivered.
+    assert "takes effect only if that session has an open realtime connection" in logs
     assert_no_secrets(logs)
 
 

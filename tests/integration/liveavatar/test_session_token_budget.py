@@ -1,0 +1,80 @@
+"""Keep-alive and stop go out with each session's own token (Bearer), so every session spends
+its own rate budget, as LiveAvatar counts lifecycle calls per session token; the API key is only
+the fallback for a session whose token is gone. Real HTTP to the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from prefect_sessions.emulator import EmulatorConfig, EmulatorHandle, run_emulator
+from prefect_sessions.liveavatar import AvatarPersona, FullSessionConfig, LiveAvatarCredentials
+from prefect_sessions.liveavatar.adapter import SANDBOX_AVATAR_ID
+
+API_KEY = "la-token-budget-key"
+FULL = FullSessionConfig(
+    avatar_id=SANDBOX_AVATAR_ID, avatar_persona=AvatarPersona(), is_sandbox=True
+)
+KEEP_ALIVE, STOP = "POST /v1/sessions/keep-alive", "POST /v1/sessions/stop"
+SESSIONS = 6
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorHandle]:
+    with run_emulator(EmulatorConfig()) as handle:
+        handle.set_limit("liveavatar", "off")
+        # One keep-alive and one stop per caller a minute: a batch that sent them all with the
+        # API key would be refused from the second session on.
+        handle.set_limit("liveavatar", "1/60s", route=KEEP_ALIVE)
+        handle.set_limit("liveavatar", "1/60s", route=STOP)
+        yield handle
+
+
+def credentials(url: str) -> LiveAvatarCredentials:
+    # No wait for a refused call: a 429 would fail the test rather than be waited out.
+    return LiveAvatarCredentials(
+        api_key=SecretStr(API_KEY), base_url=url, max_retry_wait_seconds=0.5
+    )
+
+
+async def test_concurrent_sessions_each_spend_their_own_budget(emulator: EmulatorHandle):
+    async with credentials(emulator.url).get_client() as client:
+
+        async def one() -> None:
+            async with client.session(FULL) as session:
+                await session.keep_alive()
+
+        await asyncio.gather(*(one() for _ in range(SESSIONS)))
+    assert emulator.count("requests", route=KEEP_ALIVE) == SESSIONS
+    assert emulator.count("requests", route=STOP) == SESSIONS
+    assert emulator.count("rate_limited") == 0
+    # None of them was counted against the API key.
+    assert emulator.count("requests", route=KEEP_ALIVE, key=API_KEY) == 0
+    assert emulator.count("requests", route=STOP, key=API_KEY) == 0
+
+
+async def test_a_session_whose_token_is_gone_is_stopped_with_the_api_key(emulator):
+    async with credentials(emulator.url).get_client() as client:
+        token = await client.create_session_token(FULL)
+        await client.start_session(token)
+        gone = token.model_copy(update={"session_token": SecretStr("expired.jwt.token")})
+        await client.stop_session(token.session_id, "USER_CLOSED", session_token=gone)
+        entry = await client.get_session(token.session_id)
+    assert entry.end_reason == "USER_CLOSED"
+    assert emulator.count("requests", route=STOP, key=API_KEY) == 1
+    with pytest.raises(ValueError, match="give the session_id or the session_token"):
+        await client.keep_alive()
+
+
+async def test_the_demo_apps_teardown_closes_the_tokens_session(emulator: EmulatorHandle):
+    async with credentials(emulator.url).get_client() as client:
+        token = await client.create_session_token(FULL)
+        await client.start_session(token)
+        await client.close_session(token)
+        await client.close_session(token)  # again: already stopped, still fine
+        entry = await client.get_session(token.session_id)
+    assert entry.end_reason == "USER_CLOSED"
+    assert entry.end_at is not None
