@@ -18,6 +18,11 @@ from prefect_sessions.http.pacing import credential_fingerprint
 class CredentialAuth(httpx.Auth, abc.ABC):
     """An httpx auth that the engine can pace by and redact: every credential type derives it."""
 
+    #: The provider counts this credential's calls apart from the client's own key (LiveAvatar's
+    #: session tokens), so the engine paces them apart; otherwise a request's credential shares
+    #: the client's pacer (Voiceflow's session keys count against the project's key).
+    own_budget: bool = False
+
     @property
     @abc.abstractmethod
     def fingerprint(self) -> str:
@@ -35,14 +40,24 @@ class SecretHeaderAuth(CredentialAuth):
         header: the header name, e.g. ``"authorization"`` or ``"x-api-key"``.
         secret: the key or token.
         scheme: a prefix such as ``"Bearer"``, or ``None`` for the raw value.
+        own_budget: the provider rate-limits this credential on its own (see
+            :attr:`CredentialAuth.own_budget`).
     """
 
-    def __init__(self, header: str, secret: SecretStr, scheme: str | None = None) -> None:
+    def __init__(
+        self,
+        header: str,
+        secret: SecretStr,
+        scheme: str | None = None,
+        *,
+        own_budget: bool = False,
+    ) -> None:
         if not isinstance(secret, SecretStr):
             raise TypeError("secret must be a pydantic SecretStr, never a plain string")
         self.header = header
         self.scheme = scheme
         self._secret = secret
+        self.own_budget = own_budget
 
     @property
     def fingerprint(self) -> str:

@@ -402,10 +402,10 @@ class HttpClient:
         return build
 
     def _pacer_for(self, auth: CredentialAuth | None) -> Pacer:
-        """The pacer of a request: the client's, or for a credential given with the request (a
-        LiveAvatar session token) one of its own, as the provider counts that credential's
-        calls apart. Those are kept for the most recent sessions only: each has a few calls."""
-        if auth is None or auth is self._auth:
+        """The pacer of a request: the client's, or for a credential the provider counts apart
+        (``own_budget``: a LiveAvatar session token) one of its own. Those are kept for the most
+        recent sessions only: each has a few calls."""
+        if auth is None or auth is self._auth or not auth.own_budget:
             return self.pacer
         key = auth.fingerprint
         pacer = self._request_pacers.pop(key, None) or Pacer()

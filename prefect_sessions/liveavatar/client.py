@@ -62,7 +62,8 @@ def _bearer(session_token: SessionToken | SecretStr) -> SecretHeaderAuth:
             "session_token must be the SessionToken from create_session_token, or its token as a "
             "pydantic SecretStr: tokens are never passed around as plain strings"
         )
-    return SecretHeaderAuth("authorization", token, scheme="Bearer")
+    # LiveAvatar counts lifecycle calls per session token: each session its own rate budget.
+    return SecretHeaderAuth("authorization", token, scheme="Bearer", own_budget=True)
 
 
 class LiveAvatarClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from prefect_sessions.seam.adapter import (
 from prefect_sessions.seam.turns import Reply, Turn
 from prefect_sessions.vectara.client import VectaraClient
 from prefect_sessions.vectara.credentials import VectaraCredentials
+from prefect_sessions.vectara.errors import SessionBusyError
+from prefect_sessions.vectara.models import MessageReply
 
 #: Idle minutes after which Vectara deletes a session the run left behind (``tti_minutes``).
 IDLE_SESSION_MINUTES = 60
@@ -24,6 +27,11 @@ IDLE_SESSION_MINUTES = 60
 class _Handle:
     agent_key: str
     session_key: str
+
+
+#: How long a turn waits for a session still answering an earlier input, and how often it looks.
+BUSY_WAIT_SECONDS = 60.0
+BUSY_POLL_SECONDS = 0.5
 
 
 class VectaraAdapter(ClientAdapter[VectaraClient]):
@@ -56,11 +64,28 @@ class VectaraAdapter(ClientAdapter[VectaraClient]):
     async def turn(self, handle: _Handle, turn: Turn) -> Reply:
         if turn.kind != "text":
             raise ConversationFailure(f"Vectara cannot take a {turn.kind!r} turn")
-        reply = await self.client.send_message(handle.agent_key, handle.session_key, turn.value)
+        reply = await self._send(handle, turn.value)
         return Reply(
             messages=[reply.text] if reply.text else [],
             trace_types=[event.type for event in reply.events],
         )
+
+    async def _send(self, handle: _Handle, text: str) -> MessageReply:
+        """Send a turn; if the session is still answering an earlier input (409), wait until it
+        stops and send again: the refused message was not taken, so it is never sent twice."""
+        waited = 0.0
+        while True:
+            try:
+                return await self.client.send_message(handle.agent_key, handle.session_key, text)
+            except SessionBusyError:
+                if waited >= BUSY_WAIT_SECONDS:
+                    raise
+            while waited < BUSY_WAIT_SECONDS:
+                await asyncio.sleep(BUSY_POLL_SECONDS)
+                waited += BUSY_POLL_SECONDS
+                session = await self.client.get_session(handle.agent_key, handle.session_key)
+                if not session.running:
+                    break
 
     async def variables(self, handle: _Handle) -> dict[str, Any]:
         session = await self.client.get_session(handle.agent_key, handle.session_key)

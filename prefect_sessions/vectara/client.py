@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
@@ -21,17 +21,23 @@ from prefect_sessions.errors import (
 )
 from prefect_sessions.http import HttpClient
 from prefect_sessions.http.paging import follow_cursor
-from prefect_sessions.vectara.errors import AgentStreamError
+from prefect_sessions.vectara.errors import AgentStreamError, SessionBusyError
 from prefect_sessions.vectara.models import (
     STORED_EVENT_TYPES,
     AgentEvent,
+    AgentInput,
     AgentOutputEvent,
     AgentSession,
+    Compact,
+    ContextConsumedEvent,
     CreateSessionRequest,
     EventPage,
+    InputBehavior,
     InputMessage,
     InputMessageEvent,
+    Interrupt,
     MessageReply,
+    SessionContextUsage,
     SessionPage,
     StreamEnd,
     StreamError,
@@ -40,7 +46,10 @@ from prefect_sessions.vectara.models import (
     StreamingAgentOutputEnd,
     StreamingThinking,
     StreamingThinkingEnd,
+    StructuredOutputEvent,
     ThinkingEvent,
+    ToolOutput,
+    ToolOutputs,
     UpdateSessionRequest,
     check_event_id,
     check_key,
@@ -66,12 +75,37 @@ def _page_size(value: int | None) -> dict[str, Any]:
     return {"limit": value}
 
 
-def _message(message: InputMessage | str, *, stream: bool) -> InputMessage:
+def _message(
+    message: InputMessage | str,
+    *,
+    stream: bool,
+    since: str | None = None,
+    behavior: InputBehavior | None = None,
+) -> InputMessage:
     try:
         built = InputMessage.text(message) if isinstance(message, str) else message
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
-    return built.model_copy(update={"stream_response": stream})
+        changes: dict[str, Any] = {"stream_response": stream}
+        if since is not None or behavior is not None:
+            changes |= {"since": since, "behavior": behavior}
+        return InputMessage.model_validate({**built.model_dump(), **changes})
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise ConfigurationError(f"send message: {exc}") from None
+
+
+def _busy(exc: InvalidRequestError) -> InvalidRequestError:
+    """A 409 on an input is Vectara's "already running": the typed error says what to do."""
+    if exc.status_code != 409:
+        return exc
+    return SessionBusyError(
+        provider=exc.provider,
+        operation=exc.operation,
+        status_code=exc.status_code,
+        server_message=exc.server_message,
+        request_id=exc.request_id,
+        attempts=exc.attempts,
+        detail="the session is still answering an earlier input; the message was not taken: "
+        "send it again once the session stops, or queue it with since=",
+    )
 
 
 class VectaraClient:
@@ -122,8 +156,10 @@ class VectaraClient:
         metadata: Mapping[str, Any] | None = None,
         enabled: bool | None = None,
         tti_minutes: int | None = None,
+        from_session: str | None = None,
     ) -> AgentSession:
-        """Create a session of ``agent_key`` (``POST /v2/agents/{agent_key}/sessions``, 201).
+        """Create a session of ``agent_key`` (``POST /v2/agents/{agent_key}/sessions``, 201);
+        with ``from_session``, a fork that starts with that session's history.
 
         With your own ``key`` the call is safe to retry: a session key is unique, so a repeat
         cannot create a second session. If a repeat is refused because an earlier attempt (whose
@@ -139,6 +175,7 @@ class VectaraClient:
                 metadata=dict(metadata) if metadata is not None else None,
                 enabled=enabled,
                 tti_minutes=tti_minutes,
+                from_session=from_session,
             )
         except ValidationError as exc:
             raise ConfigurationError(f"create session: {_first_error(exc)}") from None
@@ -178,11 +215,14 @@ class VectaraClient:
         filter: str | None = None,
         page_size: int | None = None,
         page_key: str | None = None,
+        metadata_filter: str | None = None,
     ) -> SessionPage:
         """One page of sessions; pass the returned ``page_key`` to get the next one."""
         params: dict[str, Any] = _page_size(page_size)
         if filter is not None:
             params["filter"] = filter
+        if metadata_filter is not None:
+            params["metadata_filter"] = metadata_filter
         if page_key is not None:
             params["page_key"] = page_key
         operation = "list sessions"
@@ -203,17 +243,23 @@ class VectaraClient:
         *,
         filter: str | None = None,
         page_size: int | None = None,
+        metadata_filter: str | None = None,
     ) -> AsyncGenerator[AgentSession, None]:
         """Every session of ``agent_key``, page after page, as they arrive.
 
         Args:
             filter: a regular expression matched against session names and descriptions.
             page_size: sessions per request (Vectara's ``limit``, 1 to 100; its default is 10).
+            metadata_filter: a filter on session metadata, e.g. ``"customer_id = '12345'"``.
         """
 
         async def fetch(page_key: str | None) -> tuple[list[AgentSession], str | None]:
             page = await self.get_sessions_page(
-                agent_key, filter=filter, page_size=page_size, page_key=page_key
+                agent_key,
+                filter=filter,
+                page_size=page_size,
+                page_key=page_key,
+                metadata_filter=metadata_filter,
             )
             return page.sessions, page.page_key
 
@@ -281,25 +327,84 @@ class VectaraClient:
     # -- events ---------------------------------------------------------------------------------
 
     async def send_message(
-        self, agent_key: str, session_key: str, message: InputMessage | str
+        self,
+        agent_key: str,
+        session_key: str,
+        message: InputMessage | str,
+        *,
+        since: str | None = None,
+        behavior: InputBehavior | None = None,
     ) -> MessageReply:
         """Send the user's message and wait for the agent's whole answer (201).
 
         Never retried once it may have reached Vectara: the agent would answer twice. A lost
         answer raises ``OutcomeUnknownError``; read the session's events to see what happened.
+
+        Args:
+            since: on a session that is still answering, queue the message instead of being
+                refused: the answer then holds every event after this event ID (``"start"``:
+                from the session's start).
+            behavior: how a queued message is taken: ``steer`` the running answer, or
+                ``follow_up`` after it.
+
+        Raises:
+            SessionBusyError: the session is still answering and ``since`` was not given; the
+                message was not taken.
         """
+        body = _message(message, stream=False, since=since, behavior=behavior)
+        return await self.send_input(agent_key, session_key, body, operation="send message")
+
+    async def send_input(
+        self,
+        agent_key: str,
+        session_key: str,
+        body: AgentInput,
+        *,
+        operation: str = "send input",
+    ) -> MessageReply:
+        """Send any input (a message, an :class:`Interrupt`, a :class:`Compact`, client
+        :class:`ToolOutputs`) and wait for the events it produced."""
         path = f"{self._session_path(agent_key, session_key)}/events"
-        body = _message(message, stream=False)
-        operation = "send message"
-        response = await self.http.request(
-            "POST", path, operation=operation, idempotent=False, json=body.to_wire()
-        )
+        try:
+            response = await self.http.request(
+                "POST", path, operation=operation, idempotent=False, json=body.to_wire()
+            )
+        except InvalidRequestError as exc:
+            raise _busy(exc) from None
         payload = self.http.read_json(response, operation, expect=dict)
         events = self._events(payload.get("events"), response, operation)
         reply_key = payload.get("session_key")
         return MessageReply.from_events(
             reply_key if isinstance(reply_key, str) else session_key, events
         )
+
+    async def interrupt(self, agent_key: str, session_key: str) -> MessageReply:
+        """Cancel what the agent is doing; the reply holds its ``session_interrupted`` event."""
+        return await self.send_input(agent_key, session_key, Interrupt(), operation="interrupt")
+
+    async def compact(
+        self,
+        agent_key: str,
+        session_key: str,
+        *,
+        up_to_event_id: str | None = None,
+        message: str | None = None,
+    ) -> MessageReply:
+        """Compact the session's history (queued while it runs); the reply holds the
+        ``compaction`` event."""
+        body = Compact(compact_up_to_event_id=up_to_event_id, compaction_message=message)
+        return await self.send_input(agent_key, session_key, body, operation="compact")
+
+    async def send_tool_outputs(
+        self, agent_key: str, session_key: str, outputs: Sequence[ToolOutput]
+    ) -> MessageReply:
+        """Deliver the results of client tool calls the agent waits for (the calls of its
+        ``client_tool_pending`` event); the agent then goes on."""
+        try:
+            body = ToolOutputs(tool_outputs=list(outputs))
+        except ValidationError as exc:
+            raise ConfigurationError(f"send tool outputs: {_first_error(exc)}") from None
+        return await self.send_input(agent_key, session_key, body, operation="send tool outputs")
 
     async def stream_message(
         self, agent_key: str, session_key: str, message: InputMessage | str
@@ -316,50 +421,54 @@ class VectaraClient:
         operation = "send message"
         provider = self.http.provider
         received = 0
-        async with self.http.stream(
-            "POST",
-            path,
-            operation=operation,
-            idempotent=False,
-            json=body.to_wire(),
-            headers={"accept": "text/event-stream"},
-        ) as response:
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                # Answered in one piece despite stream_response: hand out its events all the same.
-                await response.aread()
-                payload = self.http.read_json(response, operation, expect=dict)
-                for stored in self._events(payload.get("events"), response, operation):
-                    for event in _as_streamed(stored):
+        try:
+            async with self.http.stream(
+                "POST",
+                path,
+                operation=operation,
+                idempotent=False,
+                json=body.to_wire(),
+                headers={"accept": "text/event-stream"},
+            ) as response:
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    # Answered in one piece despite stream_response: hand its events out all
+                    # the same.
+                    await response.aread()
+                    payload = self.http.read_json(response, operation, expect=dict)
+                    for stored in self._events(payload.get("events"), response, operation):
+                        for event in _as_streamed(stored):
+                            yield event
+                    return
+                try:
+                    async for sse in EventSource(response).aiter_sse():
+                        if not sse.data.strip():
+                            continue  # keep-alive
+                        try:
+                            data: Any = json.loads(sse.data, strict=False)
+                        except ValueError:
+                            data = {"type": "", "data": sse.data}
+                        event = parse_stream_event(data)
+                        received += 1
+                        if isinstance(event, StreamEnd):
+                            return
+                        if isinstance(event, StreamError):
+                            raise AgentStreamError(
+                                provider=provider,
+                                operation=operation,
+                                status_code=response.status_code,
+                                server_message="; ".join(event.messages) or None,
+                                detail=(
+                                    f"the agent reported an error after {received - 1} events; "
+                                    "the message was stored, so it was not sent again"
+                                ),
+                            )
                         yield event
-                return
-            try:
-                async for sse in EventSource(response).aiter_sse():
-                    if not sse.data.strip():
-                        continue  # keep-alive
-                    try:
-                        data: Any = json.loads(sse.data, strict=False)
-                    except ValueError:
-                        data = {"type": "", "data": sse.data}
-                    event = parse_stream_event(data)
-                    received += 1
-                    if isinstance(event, StreamEnd):
-                        return
-                    if isinstance(event, StreamError):
-                        raise AgentStreamError(
-                            provider=provider,
-                            operation=operation,
-                            status_code=response.status_code,
-                            server_message="; ".join(event.messages) or None,
-                            detail=(
-                                f"the agent reported an error after {received - 1} events; the "
-                                "message was stored, so it was not sent again"
-                            ),
-                        )
-                    yield event
-            except SSEError as exc:
-                raise _incomplete(
-                    provider, operation, response, f"unreadable stream ({exc})"
-                ) from exc
+                except SSEError as exc:
+                    raise _incomplete(
+                        provider, operation, response, f"unreadable stream ({exc})"
+                    ) from exc
+        except InvalidRequestError as exc:  # refused before any event: nothing was taken
+            raise _busy(exc) from None
         raise _incomplete(provider, operation, response, f"stream ended after {received} events")
 
     async def send_message_streamed(
@@ -373,17 +482,31 @@ class VectaraClient:
         events: list[AgentEvent] = []
         answer: list[str] = []
         last = ""
+        echoed: str | None = None
+        usage: SessionContextUsage | None = None
         async with aclosing(self.stream_message(agent_key, session_key, message)) as stream:
             async for event in stream:
                 if isinstance(event, StreamingAgentOutput):
                     answer.append(event.content)
                 elif isinstance(event, StreamingAgentOutputEnd):
                     last, answer = "".join(answer), []
+                elif isinstance(event, InputMessageEvent):
+                    echoed = event.id  # the stream's echo of what was sent
+                elif isinstance(event, ContextConsumedEvent):
+                    usage = event.session_context_usage
                 elif isinstance(event, STORED_EVENT_TYPES):
+                    if isinstance(event, StructuredOutputEvent):
+                        last = event.text  # sent whole, never in chunks
                     events.append(event)  # type: ignore[arg-type]
         if answer:  # chunks without their closing event still make up the answer
             last = "".join(answer)
-        return MessageReply(session_key=session_key, text=last, events=events)
+        return MessageReply(
+            session_key=session_key,
+            text=last,
+            events=events,
+            input_event_id=echoed,
+            context_usage=usage,
+        )
 
     async def get_events_page(
         self,
@@ -392,11 +515,15 @@ class VectaraClient:
         *,
         page_size: int | None = None,
         page_key: str | None = None,
+        include_hidden: bool = False,
     ) -> EventPage:
-        """One page of a session's events, oldest first; pass ``page_key`` for the next."""
+        """One page of a session's events, oldest first; pass ``page_key`` for the next.
+        ``include_hidden`` also returns the events compaction hid."""
         params: dict[str, Any] = _page_size(page_size)
         if page_key is not None:
             params["page_key"] = page_key
+        if include_hidden:
+            params["include_hidden"] = "true"
         operation = "list events"
         response = await self.http.request(
             "GET",
@@ -410,13 +537,23 @@ class VectaraClient:
         return EventPage(events=events, page_key=_next_page_key(payload))
 
     async def list_events(
-        self, agent_key: str, session_key: str, *, page_size: int | None = None
+        self,
+        agent_key: str,
+        session_key: str,
+        *,
+        page_size: int | None = None,
+        include_hidden: bool = False,
     ) -> AsyncGenerator[AgentEvent, None]:
-        """Every event of a session, page after page (``page_size``: 1 to 100 per request)."""
+        """Every event of a session, page after page (``page_size``: 1 to 100 per request;
+        ``include_hidden``: with the events compaction hid)."""
 
         async def fetch(page_key: str | None) -> tuple[list[AgentEvent], str | None]:
             page = await self.get_events_page(
-                agent_key, session_key, page_size=page_size, page_key=page_key
+                agent_key,
+                session_key,
+                page_size=page_size,
+                page_key=page_key,
+                include_hidden=include_hidden,
             )
             return page.events, page.page_key
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prefect_sessions.errors import ProviderUnavailableError
+from prefect_sessions.errors import InvalidRequestError, ProviderUnavailableError
+
+
+class SessionBusyError(InvalidRequestError):
+    """Vectara answered 409: the session is already running (the agent is still answering an
+    earlier input). The input was *not* taken, so it is safe to send again once the session
+    stops (``AgentSession.running`` is false), or to queue it now with ``since``."""
 
 
 class AgentStreamError(ProviderUnavailableError):

@@ -7,6 +7,7 @@ Responses tolerate fields we do not know. An event of a type we do not model is 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -72,6 +73,22 @@ class _Response(BaseModel):
 # -- sessions -----------------------------------------------------------------------------------
 
 
+class SessionContextUsage(_Response):
+    """Tokens of the session's most recent agent call (not a running total)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    model_context_window: int | None = None
+
+    @property
+    def share(self) -> float | None:
+        """The share of the model's context window the last call used."""
+        if not self.total_tokens or not self.model_context_window:
+            return None
+        return self.total_tokens / self.model_context_window
+
+
 class CreateSessionRequest(_Request):
     """The body of *create session* (``CreateAgentSessionRequest``)."""
 
@@ -89,6 +106,11 @@ class CreateSessionRequest(_Request):
         default=None,
         ge=0,
         description="Idle minutes before Vectara deletes the session; 0 means never.",
+    )
+    from_session: str | None = Field(
+        default=None,
+        description="Fork: the key of a session of the same agent whose history this one starts "
+        "with.",
     )
 
     @field_validator("key")
@@ -130,6 +152,23 @@ class AgentSession(_Response):
     enabled: bool = True
     tti_minutes: int | None = None
     created_at: datetime | None = None
+    status: str | None = Field(
+        default=None,
+        description="'unstarted', 'running' while the agent produces events, or 'stopped'.",
+    )
+    current_step_name: str | None = Field(
+        default=None, description="The step the session resumes at on the next message."
+    )
+    session_context_usage: SessionContextUsage | None = None
+    created_by_agent_key: str | None = Field(
+        default=None, description="The agent whose sub-agent tool created this session."
+    )
+    created_by_session_key: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the agent is producing events now (a new input would be refused with 409)."""
+        return self.status == "running"
 
 
 class SessionPage(_Response):
@@ -149,12 +188,25 @@ class TextInput(_Response):
     content: str = ""
 
 
+#: How an input sent to a running session is taken: ``steer`` on the agent loop's next
+#: iteration, or ``follow_up`` as a turn of its own after the current one.
+InputBehavior = Literal["steer", "follow_up"]
+_SINCE = r"^(start|aev_[0-9a-zA-Z_-]+)$"
+
+
 class InputMessage(_Request):
-    """The body of *send message* (``CreateInputEvent``)."""
+    """The body of *send message* (``CreateInputMessageRequest``).
+
+    ``since`` (an event ID, or ``"start"``) queues the message on a session that is already
+    running, instead of the 409 Vectara answers otherwise; the answer then holds every event
+    after ``since``. ``behavior`` says how the queued message is taken.
+    """
 
     type: Literal["input_message"] = "input_message"
     messages: list[TextInput] = Field(min_length=1)
     stream_response: bool = False
+    since: str | None = Field(default=None, pattern=_SINCE)
+    behavior: InputBehavior | None = None
 
     @classmethod
     def text(cls, *texts: str, stream: bool = False) -> InputMessage:
@@ -168,6 +220,54 @@ class InputMessage(_Request):
         if not texts:
             raise ValueError("give at least one text to send, e.g. 'Where is my order?'")
         return cls(messages=[TextInput(content=text) for text in texts], stream_response=stream)
+
+
+class Interrupt(_Request):
+    """Cancel what the agent is doing (``CreateInterruptRequest``); it answers with a
+    ``session_interrupted`` event."""
+
+    type: Literal["interrupt"] = "interrupt"
+    stream_response: bool = False
+
+
+class Compact(_Request):
+    """Compact the session's history (``CreateCompactRequest``); queued while it runs."""
+
+    type: Literal["compact"] = "compact"
+    stream_response: bool = False
+    compact_up_to_event_id: str | None = None
+    compaction_message: str | None = None
+
+
+class ToolOutput(_Request):
+    """The result of one client tool call (``CreateToolOutputSuccess``/``Error``), answering the
+    ``tool_input`` event ``event_id``: give ``output`` or ``error``."""
+
+    event_id: str = Field(min_length=1)
+    type: Literal["success", "error"] = "success"
+    output: dict[str, Any] | None = None
+    error: str | dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_result(self) -> ToolOutput:
+        if (self.type == "success") != (self.output is not None) or (
+            self.type == "error" and self.error is None
+        ):
+            raise ValueError("a tool output has 'output' (type success) or 'error' (type error)")
+        return self
+
+
+class ToolOutputs(_Request):
+    """Deliver client tool results (``ClientToolOutputRequest``), one per pending call listed
+    by the ``client_tool_pending`` event."""
+
+    type: Literal["tool_output"] = "tool_output"
+    stream_response: bool = False
+    tool_outputs: list[ToolOutput] = Field(min_length=1)
+
+
+#: Any input a session takes.
+AgentInput = InputMessage | Interrupt | Compact | ToolOutputs
 
 
 # -- events (stored, and returned by send message / list events / get event) ----------------------
@@ -253,6 +353,91 @@ class ImageReadEvent(_Event):
     detail: str | None = None
 
 
+class StructuredOutputEvent(_Event):
+    """The agent's complete answer as JSON conforming to its output parser's schema (instead of
+    an ``agent_output``, for agents configured with a structured output parser)."""
+
+    type: Literal["structured_output"] = "structured_output"
+    schema_name: str | None = None
+    content: Any = None
+
+    @property
+    def text(self) -> str:
+        """The answer as JSON text (what a text expectation reads)."""
+        return self.content if isinstance(self.content, str) else json.dumps(self.content)
+
+
+class SkillLoadEvent(_Event):
+    """A skill's content was loaded into the conversation."""
+
+    type: Literal["skill_load"] = "skill_load"
+    skill_name: str | None = None
+    content: str | None = None
+
+
+class StepTransitionEvent(_Event):
+    """The agent moved from one step to another."""
+
+    type: Literal["step_transition"] = "step_transition"
+    from_step: str | None = None
+    to_step: str | None = None
+    content: str | None = None
+
+
+class StepTransitionLimitExceededEvent(_Event):
+    """Too many step transitions (a loop between steps?); not stored."""
+
+    type: Literal["step_transition_limit_exceeded"] = "step_transition_limit_exceeded"
+    transition_limit: int | None = None
+    message: str | None = None
+
+
+class SessionInterruptedEvent(_Event):
+    """The session was interrupted at the user's request; not stored."""
+
+    type: Literal["session_interrupted"] = "session_interrupted"
+
+
+class ClientToolPendingCall(_Response):
+    """A client tool call awaiting its output."""
+
+    event_id: str
+    tool_configuration_name: str | None = None
+    tool_name: str | None = None
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClientToolPendingEvent(_Event):
+    """The agent waits for client tool outputs (send them with ``ToolOutputs``); not stored."""
+
+    type: Literal["client_tool_pending"] = "client_tool_pending"
+    pending_calls: list[ClientToolPendingCall] = Field(default_factory=list)
+
+
+class CompactionEvent(_Event):
+    """Context compaction completed."""
+
+    type: Literal["compaction"] = "compaction"
+    turns_compacted: int | None = None
+    events_compacted: int | None = None
+    summary_text: str | None = None
+    summary_key: str | None = None
+
+
+class CompactionStartedEvent(_Event):
+    """Context compaction started (streamed only)."""
+
+    type: Literal["compaction_started"] = "compaction_started"
+
+
+class ContextConsumedEvent(_Response):
+    """How much of the context window the agent call used (streamed only)."""
+
+    type: Literal["context_consumed"] = "context_consumed"
+    session_context_usage: SessionContextUsage | None = None
+    created_at: datetime | None = None
+
+
 class UnknownEvent(_Response):
     """An event of a type this package does not model (yet), kept whole in ``model_extra``."""
 
@@ -315,15 +500,34 @@ def _tag(known: frozenset[str]) -> Any:
     return tag
 
 
-_STORED = {
+_STORED: dict[str, type[BaseModel]] = {
     "input_message": InputMessageEvent,
+    "skill_load": SkillLoadEvent,
     "artifact_upload": ArtifactUploadEvent,
     "tool_input": ToolInputEvent,
     "tool_output": ToolOutputEvent,
     "thinking": ThinkingEvent,
     "agent_output": AgentOutputEvent,
+    "structured_output": StructuredOutputEvent,
     "context_limit_exceeded": ContextLimitExceededEvent,
+    "step_transition_limit_exceeded": StepTransitionLimitExceededEvent,
+    "session_interrupted": SessionInterruptedEvent,
+    "client_tool_pending": ClientToolPendingEvent,
     "image_read": ImageReadEvent,
+    "step_transition": StepTransitionEvent,
+    "compaction": CompactionEvent,
+}
+# The stream has the stored events, its chunks and ends, and three of its own.
+_STREAMED: dict[str, type[BaseModel]] = {
+    **_STORED,
+    "streaming_agent_output": StreamingAgentOutput,
+    "streaming_agent_output_end": StreamingAgentOutputEnd,
+    "streaming_thinking": StreamingThinking,
+    "streaming_thinking_end": StreamingThinkingEnd,
+    "context_consumed": ContextConsumedEvent,
+    "compaction_started": CompactionStartedEvent,
+    "error": StreamError,
+    "end": StreamEnd,
 }
 
 
@@ -342,13 +546,20 @@ def _keep_whole(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
 
 AgentEvent = Annotated[
     Annotated[InputMessageEvent, Tag("input_message")]
+    | Annotated[SkillLoadEvent, Tag("skill_load")]
     | Annotated[ArtifactUploadEvent, Tag("artifact_upload")]
     | Annotated[ToolInputEvent, Tag("tool_input")]
     | Annotated[ToolOutputEvent, Tag("tool_output")]
     | Annotated[ThinkingEvent, Tag("thinking")]
     | Annotated[AgentOutputEvent, Tag("agent_output")]
+    | Annotated[StructuredOutputEvent, Tag("structured_output")]
     | Annotated[ContextLimitExceededEvent, Tag("context_limit_exceeded")]
+    | Annotated[StepTransitionLimitExceededEvent, Tag("step_transition_limit_exceeded")]
+    | Annotated[SessionInterruptedEvent, Tag("session_interrupted")]
+    | Annotated[ClientToolPendingEvent, Tag("client_tool_pending")]
     | Annotated[ImageReadEvent, Tag("image_read")]
+    | Annotated[StepTransitionEvent, Tag("step_transition")]
+    | Annotated[CompactionEvent, Tag("compaction")]
     | Annotated[UnknownEvent, Tag("unknown")],
     Discriminator(_tag(frozenset(_STORED))),
     WrapValidator(_keep_whole),
@@ -356,35 +567,31 @@ AgentEvent = Annotated[
 """Any event stored in a session; an unmodelled ``type`` becomes an :class:`UnknownEvent`."""
 
 StreamEvent = Annotated[
-    Annotated[StreamingAgentOutput, Tag("streaming_agent_output")]
+    Annotated[InputMessageEvent, Tag("input_message")]
+    | Annotated[SkillLoadEvent, Tag("skill_load")]
+    | Annotated[ArtifactUploadEvent, Tag("artifact_upload")]
+    | Annotated[ToolInputEvent, Tag("tool_input")]
+    | Annotated[ToolOutputEvent, Tag("tool_output")]
+    | Annotated[ThinkingEvent, Tag("thinking")]
+    | Annotated[AgentOutputEvent, Tag("agent_output")]
+    | Annotated[StructuredOutputEvent, Tag("structured_output")]
+    | Annotated[ContextLimitExceededEvent, Tag("context_limit_exceeded")]
+    | Annotated[StepTransitionLimitExceededEvent, Tag("step_transition_limit_exceeded")]
+    | Annotated[SessionInterruptedEvent, Tag("session_interrupted")]
+    | Annotated[ClientToolPendingEvent, Tag("client_tool_pending")]
+    | Annotated[ImageReadEvent, Tag("image_read")]
+    | Annotated[StepTransitionEvent, Tag("step_transition")]
+    | Annotated[CompactionEvent, Tag("compaction")]
+    | Annotated[StreamingAgentOutput, Tag("streaming_agent_output")]
     | Annotated[StreamingAgentOutputEnd, Tag("streaming_agent_output_end")]
     | Annotated[StreamingThinking, Tag("streaming_thinking")]
     | Annotated[StreamingThinkingEnd, Tag("streaming_thinking_end")]
-    | Annotated[ToolInputEvent, Tag("tool_input")]
-    | Annotated[ToolOutputEvent, Tag("tool_output")]
-    | Annotated[ContextLimitExceededEvent, Tag("context_limit_exceeded")]
-    | Annotated[ImageReadEvent, Tag("image_read")]
+    | Annotated[ContextConsumedEvent, Tag("context_consumed")]
+    | Annotated[CompactionStartedEvent, Tag("compaction_started")]
     | Annotated[StreamError, Tag("error")]
     | Annotated[StreamEnd, Tag("end")]
     | Annotated[UnknownEvent, Tag("unknown")],
-    Discriminator(
-        _tag(
-            frozenset(
-                {
-                    "streaming_agent_output",
-                    "streaming_agent_output_end",
-                    "streaming_thinking",
-                    "streaming_thinking_end",
-                    "tool_input",
-                    "tool_output",
-                    "context_limit_exceeded",
-                    "image_read",
-                    "error",
-                    "end",
-                }
-            )
-        )
-    ),
+    Discriminator(_tag(frozenset(_STREAMED))),
     WrapValidator(_keep_whole),
 ]
 """Any event of a streamed answer; an unmodelled ``type`` becomes an :class:`UnknownEvent`."""
@@ -418,8 +625,9 @@ class MessageReply(_Response):
 
     Attributes:
         session_key: the session the message went to.
-        text: the agent's final answer: the last ``agent_output`` (or, streamed, the last run of
-            ``streaming_agent_output`` chunks); empty when the agent gave none.
+        text: the agent's final answer: the last ``agent_output`` or ``structured_output`` (its
+            JSON as text), or, streamed, the last run of ``streaming_agent_output`` chunks;
+            empty when the agent gave none.
         events: the events the agent produced, in order. The echoed ``input_message`` is left
             out. A streamed reply holds the stream's tool, context and image events, and
             its output and thinking chunks are folded into ``text``.
@@ -430,18 +638,32 @@ class MessageReply(_Response):
     text: str = ""
     events: list[AgentEvent] = Field(default_factory=list)
     input_event_id: str | None = None
+    context_usage: SessionContextUsage | None = Field(
+        default=None, description="The context the agent call used (a streamed answer says)."
+    )
 
     @property
     def outputs(self) -> list[AgentOutputEvent]:
         """The agent's complete answers, in order."""
         return [event for event in self.events if isinstance(event, AgentOutputEvent)]
 
+    @property
+    def structured(self) -> Any:
+        """The last structured answer's JSON (agents with a structured output parser), or
+        ``None``."""
+        found = [event for event in self.events if isinstance(event, StructuredOutputEvent)]
+        return found[-1].content if found else None
+
     @classmethod
     def from_events(cls, session_key: str, events: list[AgentEvent]) -> MessageReply:
         """Build a reply from the events *send message* returned (input echo included)."""
         outputs = [event for event in events if not isinstance(event, InputMessageEvent)]
         inputs = [event for event in events if isinstance(event, InputMessageEvent)]
-        answers = [event.content for event in outputs if isinstance(event, AgentOutputEvent)]
+        answers = [
+            event.content if isinstance(event, AgentOutputEvent) else event.text
+            for event in outputs
+            if isinstance(event, AgentOutputEvent | StructuredOutputEvent)
+        ]
         return cls(
             session_key=session_key,
             text=answers[-1] if answers else "",

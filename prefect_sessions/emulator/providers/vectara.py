@@ -7,6 +7,7 @@ and ``id`` on 404. The scripted agent is listed as an agent and answers in every
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -79,6 +81,16 @@ class VectaraStore:
         self.sessions: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.variables: dict[tuple[str, str], dict[str, Any]] = {}
+        #: OAuth access tokens issued by ``/oauth2/token``, and when each expires (clock time).
+        self.tokens: dict[str, float] = {}
+        #: Seconds the scripted agent takes to answer (a request's X-Emulator-Answer-Ms wins).
+        self.answer_seconds = 0.0
+        #: Sessions whose agent is answering now, each with an event set when it stops.
+        self.running: dict[tuple[str, str], asyncio.Event] = {}
+        #: Sessions an ``interrupt`` input asked to stop answering.
+        self.interrupted: set[tuple[str, str]] = set()
+        #: Event IDs compaction hid (listed only with ``include_hidden=true``).
+        self.hidden: set[str] = set()
         now = self.now()
         self.agents[agent.key] = {
             "key": agent.key,
@@ -135,6 +147,12 @@ def _authenticate(request: Request) -> None:
     if key is None:
         authorization = request.headers.get("authorization", "")
         key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+        store: VectaraStore = emulator_state(request).vectara
+        expires = store.tokens.get(key)
+        if expires is not None:
+            if store.clock() >= expires:
+                raise VectaraHTTPError(401, "unauthorized: the access token has expired")
+            return
     if not key:
         raise VectaraHTTPError(401, "unauthorized: send your API key in the x-api-key header")
     if not emulator_state(request).key_accepted(key):
@@ -233,29 +251,60 @@ def _filtered(items: list[dict[str, Any]], pattern: str | None) -> list[dict[str
     ]
 
 
-async def _input_message(request: Request) -> tuple[list[dict[str, Any]], bool]:
-    """The input messages and ``stream_response`` from a JSON or multipart body."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        raw = await request.body()
-        parsed = BytesParser(policy=HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
-        )
-        fields: dict[str, str] = {}
-        for part in parsed.iter_parts() if parsed.is_multipart() else ():
-            name = part.get_param("name", header="content-disposition")
-            if isinstance(name, str) and part.get_filename() is None:
-                payload = part.get_payload(decode=True)
-                fields[name] = (
-                    payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-                )
-        if "message" not in fields:
-            raise _bad("message", "is required")
-        stream = fields.get("stream_response", "false").strip().lower() == "true"
-        return [{"type": "text", "content": fields["message"]}], stream
+_SINCE = re.compile(r"^(start|aev_[0-9a-zA-Z_-]+)$")
+_INPUT_TYPES = ("input_message", "interrupt", "compact", "tool_output")
+
+
+async def _input(request: Request) -> dict[str, Any]:
+    """Any input (``CreateInputRequest``): its ``type``, ``stream``, and for a message its
+    ``messages``, ``since`` and ``behavior``."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        messages, stream = await _input_message(request)
+        return {"type": "input_message", "messages": messages, "stream": stream}
     body = await _json_object(request)
-    if body.get("type", "input_message") != "input_message":
-        raise _bad("type", "must be 'input_message'")
+    kind = body.get("type", "input_message")
+    if kind not in _INPUT_TYPES:
+        raise _bad("type", f"must be one of {', '.join(_INPUT_TYPES)}")
+    stream = body.get("stream_response", False)
+    if not isinstance(stream, bool):
+        raise _bad("stream_response", "must be a boolean")
+    given: dict[str, Any] = {"type": kind, "stream": stream}
+    if kind == "tool_output":
+        outputs = body.get("tool_outputs")
+        if not isinstance(outputs, list) or not outputs:
+            raise _bad("tool_outputs", "must be a non-empty array")
+    if kind != "input_message":
+        return given
+    messages, _ = _messages_of(body)
+    since, behavior = body.get("since"), body.get("behavior")
+    if since is not None and (not isinstance(since, str) or not _SINCE.match(since)):
+        raise _bad("since", "must be 'start' or an event ID (aev_...)")
+    if behavior is not None and behavior not in ("steer", "follow_up"):
+        raise _bad("behavior", "must be 'steer' or 'follow_up'")
+    return {**given, "messages": messages, "since": since, "behavior": behavior}
+
+
+async def _input_message(request: Request) -> tuple[list[dict[str, Any]], bool]:
+    """The input message and ``stream_response`` of a multipart body (a file upload's)."""
+    content_type = request.headers.get("content-type", "")
+    raw = await request.body()
+    parsed = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    fields: dict[str, str] = {}
+    for part in parsed.iter_parts() if parsed.is_multipart() else ():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str) and part.get_filename() is None:
+            payload = part.get_payload(decode=True)
+            fields[name] = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    if "message" not in fields:
+        raise _bad("message", "is required")
+    stream = fields.get("stream_response", "false").strip().lower() == "true"
+    return [{"type": "text", "content": fields["message"]}], stream
+
+
+def _messages_of(body: dict[str, Any]) -> tuple[list[dict[str, Any]], None]:
+    """A JSON message's text inputs, checked."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages", "must be a non-empty array of {type: 'text', content}")
@@ -264,10 +313,7 @@ async def _input_message(request: Request) -> tuple[list[dict[str, Any]], bool]:
             raise _bad(f"messages[{index}].content", "must be a string")
         if message.get("type", "text") != "text":
             raise _bad(f"messages[{index}].type", "must be 'text'")
-    stream = body.get("stream_response", False)
-    if not isinstance(stream, bool):
-        raise _bad("stream_response", "must be a boolean")
-    return [{"type": "text", "content": m["content"]} for m in messages], stream
+    return [{"type": "text", "content": m["content"]} for m in messages], None
 
 
 def _event(store: VectaraStore, session_key: str, kind: str, **fields: Any) -> dict[str, Any]:
@@ -364,12 +410,18 @@ async def create_session(agent_key: str, request: Request) -> Response:
         raise _bad("key", "must be 1 to 50 letters, digits, '_' or '-'")
     if (agent_key, key) in store.sessions:
         raise _bad("key", f"a session with key '{key}' already exists")
+    parent = body.get("from_session")
+    if parent is not None and (
+        not isinstance(parent, str) or (agent_key, parent) not in store.sessions
+    ):
+        raise _bad("from_session", f"no session '{parent}' of agent '{agent_key}' to fork")
     session = {
         "key": key,
         "agent_key": agent_key,
         "name": body["name"],
         "metadata": body.get("metadata", {}),
         "enabled": body.get("enabled", True),
+        "status": "unstarted",
         "tti_minutes": body.get("tti_minutes", 0),
         "created_at": store.now(),
     }
@@ -378,6 +430,11 @@ async def create_session(agent_key: str, request: Request) -> Response:
     store.sessions[(agent_key, key)] = session
     store.events[(agent_key, key)] = []
     store.variables[(agent_key, key)] = store.script.initial_variables()
+    if parent is not None:  # a fork starts with the parent's history and variables
+        history = store.events[(agent_key, parent)]
+        store.events[(agent_key, key)] = [{**event, "session_key": key} for event in history]
+        store.variables[(agent_key, key)] = dict(store.variables[(agent_key, parent)])
+        session["status"] = "stopped" if history else "unstarted"
     return JSONResponse(session, status_code=201)
 
 
@@ -387,7 +444,22 @@ async def list_sessions(agent_key: str, request: Request) -> Response:
     store.agent(agent_key)
     sessions = [s for (a, _), s in store.sessions.items() if a == agent_key]
     sessions = _filtered(sessions, request.query_params.get("filter"))
+    sessions = _metadata_filtered(sessions, request.query_params.get("metadata_filter"))
     return JSONResponse(_page(sessions, request, "sessions"))
+
+
+_METADATA_FILTER = re.compile(r"^\s*(?:metadata\.)?([A-Za-z_][\w]*)\s*=\s*'([^']*)'\s*$")
+
+
+def _metadata_filtered(items: list[dict[str, Any]], expression: str | None) -> list[dict[str, Any]]:
+    """``field = 'value'``: the one form of Vectara's metadata filter the emulator evaluates."""
+    if not expression:
+        return items
+    match = _METADATA_FILTER.match(expression)
+    if match is None:
+        raise _bad("metadata_filter", "the emulator evaluates only \"field = 'value'\" filters")
+    field, value = match.groups()
+    return [item for item in items if str(item.get("metadata", {}).get(field)) == value]
 
 
 async def get_session(agent_key: str, session_key: str, request: Request) -> Response:
@@ -414,30 +486,125 @@ async def delete_session(agent_key: str, session_key: str, request: Request) -> 
     return Response(status_code=204)
 
 
+#: Milliseconds the scripted agent takes to answer when a request asks for it with this header;
+#: the session is ``running`` meanwhile, as a real agent's is while it thinks.
+ANSWER_HEADER = "x-emulator-answer-ms"
+BUSY_MESSAGE = "Session is already running. Use 'since' to queue input"
+
+
 async def create_input(agent_key: str, session_key: str, request: Request) -> Response:
     _authenticate(request)
     store = emulator_state(request).vectara
     agent = store.agent(agent_key)
     session = store.session(agent_key, session_key)
-    messages, stream = await _input_message(request)
+    given = await _input(request)
     if not agent["enabled"] or not session["enabled"]:
         raise VectaraHTTPError(400, "invalid_request: this agent or session is disabled")
-    variables = store.variables.setdefault((agent_key, session_key), {})
-    text = " ".join(m["content"] for m in messages)
-    turn = store.script.respond(text, variables)
-    variables.update(turn.variables)
-    received = _event(store, session_key, "input_message", messages=messages)
-    answer = _event(store, session_key, "agent_output", content=turn.text)
-    store.events[(agent_key, session_key)].extend([received, answer])
-    if not stream:
-        body = {"session_key": session_key, "events": [received, answer]}
-        return JSONResponse(body, status_code=201)
+    where = (agent_key, session_key)
+    kind = given["type"]
+    if kind == "interrupt":
+        running = where in store.running
+        if running:
+            store.interrupted.add(where)
+        stopped = _event(store, session_key, "session_interrupted")  # transient: not stored
+        return JSONResponse({"session_key": session_key, "events": [stopped]}, status_code=201)
+    if kind == "tool_output":
+        raise _bad("tool_outputs", "no client tool call is pending in this session")
+    busy = store.running.get(where)
+    if busy is not None:
+        if given.get("since") is None and kind == "input_message":
+            raise VectaraHTTPError(409, BUSY_MESSAGE)
+        await busy.wait()  # queued: taken once the running answer ends
+    if where not in store.sessions:
+        raise VectaraHTTPError(404, f"session_not_found: no session '{session_key}'")
+    if kind == "compact":
+        return JSONResponse(
+            {"session_key": session_key, "events": [_compact(store, where)]}, status_code=201
+        )
+    done = store.running[where] = asyncio.Event()
+    session["status"] = "running"
+    try:
+        think = request.headers.get(ANSWER_HEADER)
+        seconds = float(think) / 1000.0 if think else store.answer_seconds
+        if seconds > 0:
+            await asyncio.sleep(min(seconds, 60.0))
+        events = _answer(store, where, given["messages"])
+    except BaseException:
+        _stopped(store, where, done)
+        raise
+    since = given.get("since")
+    if since is not None:
+        history = store.events[where]
+        after = next((i for i, e in enumerate(history) if e["id"] == since), None)
+        events = history if since == "start" or after is None else history[after + 1 :]
+    if not given["stream"]:
+        _stopped(store, where, done)
+        return JSONResponse({"session_key": session_key, "events": events}, status_code=201)
     return StreamingResponse(
-        _stream(store, turn.text),
+        _stream(
+            store,
+            events,
+            lambda: _stopped(store, where, done),
+            store.sessions[where].get("session_context_usage"),
+        ),
         status_code=201,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )
+
+
+def _answer(
+    store: VectaraStore, where: tuple[str, str], messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The scripted agent's turn: the input and its answer, stored (or, interrupted, the
+    input and a transient ``session_interrupted``)."""
+    session_key = where[1]
+    variables = store.variables.setdefault(where, {})
+    text = " ".join(m["content"] for m in messages)
+    received = _event(store, session_key, "input_message", messages=messages)
+    if where in store.interrupted:
+        store.interrupted.discard(where)
+        store.events[where].append(received)
+        return [received, _event(store, session_key, "session_interrupted")]
+    turn = store.script.respond(text, variables)
+    variables.update(turn.variables)
+    answer = _event(store, session_key, "agent_output", content=turn.text)
+    store.events[where].extend([received, answer])
+    words = sum(len(m["content"].split()) for m in messages)
+    store.sessions[where]["session_context_usage"] = {
+        "input_tokens": 40 + 2 * words,
+        "output_tokens": 2 * len(turn.text.split()),
+        "total_tokens": 40 + 2 * words + 2 * len(turn.text.split()),
+        "model_context_window": 128_000,
+    }
+    return [received, answer]
+
+
+def _stopped(store: VectaraStore, where: tuple[str, str], done: asyncio.Event) -> None:
+    if store.running.get(where) is done:
+        del store.running[where]
+    session = store.sessions.get(where)
+    if session is not None:
+        session["status"] = "stopped"
+    done.set()
+
+
+def _compact(store: VectaraStore, where: tuple[str, str]) -> dict[str, Any]:
+    """Hide every earlier event behind a stored ``compaction`` event."""
+    history = [e for e in store.events[where] if e["id"] not in store.hidden]
+    turns = sum(1 for e in history if e["type"] == "input_message")
+    store.hidden.update(e["id"] for e in history)
+    event = _event(
+        store,
+        where[1],
+        "compaction",
+        turns_compacted=turns,
+        events_compacted=len(history),
+        summary_text=f"{turns} earlier turns, compacted.",
+        summary_key=f"sum_{secrets.token_hex(6)}",
+    )
+    store.events[where].append(event)
+    return event
 
 
 async def list_events(agent_key: str, session_key: str, request: Request) -> Response:
@@ -445,6 +612,8 @@ async def list_events(agent_key: str, session_key: str, request: Request) -> Res
     store = emulator_state(request).vectara
     store.session(agent_key, session_key)
     events = store.events.get((agent_key, session_key), [])
+    if request.query_params.get("include_hidden", "false").lower() != "true":
+        events = [event for event in events if event["id"] not in store.hidden]
     return JSONResponse(_page(events, request, "events"))
 
 
@@ -472,6 +641,48 @@ async def get_artifact(
     raise VectaraHTTPError(
         404, f"artifact_not_found: no artifact '{artifact_id}'", missing_id=artifact_id
     )
+
+
+#: Seconds an OAuth access token lives: Vectara's are valid for 30 minutes.
+TOKEN_LIFETIME = 1800
+
+
+async def issue_token(request: Request) -> Response:
+    """``POST /oauth2/token``: the OAuth 2.0 client-credentials grant, as a form post (or with
+    the client in HTTP Basic). A client secret is accepted as an API key is (any non-empty one,
+    unless the emulator has a key list); the error body is OAuth's, not the API's."""
+    raw = (await request.body()).decode("utf-8", "replace")
+    form = {key: values[0] for key, values in parse_qs(raw).items()}
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    basic = request.headers.get("authorization", "")
+    if basic.lower().startswith("basic "):
+        try:
+            client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+        except ValueError:
+            client_id = secret = None
+    if form.get("grant_type") != "client_credentials":
+        return JSONResponse(
+            {"error": "unsupported_grant_type", "error_description": "use client_credentials"},
+            status_code=400,
+        )
+    if not client_id or not emulator_state(request).key_accepted(secret):
+        return JSONResponse(
+            {"error": "invalid_client", "error_description": "Client authentication failed"},
+            status_code=401,
+        )
+    store: VectaraStore = emulator_state(request).vectara
+    token = f"vat_{secrets.token_urlsafe(24)}"
+    store.tokens[token] = store.clock() + TOKEN_LIFETIME
+    return JSONResponse(
+        {"access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME},
+        headers={"cache-control": "no-store"},
+    )
+
+
+def build_token_router() -> APIRouter:
+    router = APIRouter()
+    router.add_api_route("/oauth2/token", issue_token, methods=["POST"])
+    return router
 
 
 def build_router() -> APIRouter:
@@ -503,14 +714,35 @@ def build_router() -> APIRouter:
     return router
 
 
-async def _stream(store: VectaraStore, text: str) -> AsyncIterator[bytes]:
-    """``data:``-only frames: output pieces, their end, then the terminal ``end``."""
-    for piece in split_for_streaming(text):
-        yield _frame(
-            {"type": "streaming_agent_output", "content": piece, "created_at": store.now()}
-        )
-    yield _frame({"type": "streaming_agent_output_end", "created_at": store.now()})
-    yield _frame({"type": "end"})
+async def _stream(
+    store: VectaraStore,
+    events: list[dict[str, Any]],
+    stopped: Callable[[], None],
+    usage: dict[str, Any] | None = None,
+) -> AsyncIterator[bytes]:
+    """``data:``-only frames: the input's echo, the answer in pieces and their end (a
+    transient event whole), how much context the call used, then the terminal ``end``. The
+    session stops running when the stream is over (or the client hangs up)."""
+    try:
+        for event in events:
+            if event["type"] == "agent_output":
+                for piece in split_for_streaming(event["content"]):
+                    yield _frame(
+                        {
+                            "type": "streaming_agent_output",
+                            "content": piece,
+                            "created_at": store.now(),
+                        }
+                    )
+                yield _frame({"type": "streaming_agent_output_end", "created_at": store.now()})
+            else:
+                yield _frame(event)
+        if usage is not None:
+            consumed = {"type": "context_consumed", "session_context_usage": usage}
+            yield _frame({**consumed, "created_at": store.now()})
+        yield _frame({"type": "end"})
+    finally:
+        stopped()
 
 
 def _frame(data: dict[str, Any]) -> bytes:
@@ -532,9 +764,9 @@ API = EmulatedAPI(
     name="vectara",
     title="Vectara Agents",
     prefixes=("/v2/agents/",),
-    exact=("/v2/agents",),
+    exact=("/v2/agents", "/oauth2/token"),
     error=lambda status, message, headers: vectara_error(status, message, headers=headers),
-    routers=lambda: [build_router()],
+    routers=lambda: [build_router(), build_token_router()],
     exception_handlers=exception_handlers,
     new_store=lambda agent, clock: VectaraStore(agent, clock),
     default_limit="inflight=5",

@@ -100,7 +100,13 @@ def test_streaming_sends_data_only_frames_ending_with_end(client: httpx.Client) 
     assert all(frame.startswith("data: ") and "\n" not in frame for frame in frames)
     events = [json.loads(frame.removeprefix("data: ")) for frame in frames]
     assert events[-1] == {"type": "end"}
-    assert events[-2]["type"] == "streaming_agent_output_end"
+    # As the vendor's stream today: the input's echo first, then the answer's pieces and their
+    # end, then how much of the context window the call used.
+    assert events[0]["type"] == "input_message"
+    assert events[0]["messages"] == [{"type": "text", "content": "where is my order"}]
+    assert events[-3]["type"] == "streaming_agent_output_end"
+    assert events[-2]["type"] == "context_consumed"
+    assert events[-2]["session_context_usage"]["total_tokens"] > 0
     pieces = [e["content"] for e in events if e["type"] == "streaming_agent_output"]
     assert len(pieces) > 1
     assert "order number" in "".join(pieces)
