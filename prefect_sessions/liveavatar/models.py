@@ -365,16 +365,31 @@ class GeminiRealtimeConfig(_Request):
     model: GeminiRealtimeModel = "gemini-3.1-flash-live-preview"
 
 
+class CartesiaAgentConfig(_Request):
+    """A Cartesia (Line) agent drives the avatar; its API key is a LiveAvatar secret, by ID. The
+    agent's voice, prompt and language are set on Cartesia's side."""
+
+    secret_id: UUID = Field(description="ID of the space secret holding CARTESIA_API_KEY.")
+    agent_id: str = Field(min_length=1)
+
+
 _TRANSPORTS = ("livekit_config", "agora_config")
-_AGENTS = ("elevenlabs_agent_config", "openai_realtime_config", "gemini_realtime_config")
+#: The connectors: a hosted agent converses, and the session has no LITE websocket.
+_AGENTS = (
+    "elevenlabs_agent_config",
+    "openai_realtime_config",
+    "gemini_realtime_config",
+    "cartesia_agent_config",
+)
 
 
 class LiteSessionConfig(_TokenConfig):
     """A LITE-mode session: LiveAvatar only renders video from audio you (or a hosted agent) send.
 
     Choose at most one transport (your LiveKit room or Agora; LiveAvatar hosts a LiveKit room
-    otherwise) and at most one hosted agent (ElevenLabs, OpenAI Realtime or Gemini; without one,
-    your code speaks through the session's websocket, see :class:`LiteSocket`).
+    otherwise) and at most one hosted agent, a connector (ElevenLabs, OpenAI Realtime, Gemini or
+    Cartesia; without one, your code speaks through the session's websocket, see
+    :class:`LiteSocket`).
     """
 
     mode: Literal["LITE"] = "LITE"
@@ -383,6 +398,13 @@ class LiteSessionConfig(_TokenConfig):
     elevenlabs_agent_config: ElevenLabsAgentConfig | None = None
     openai_realtime_config: OpenAIRealtimeConfig | None = None
     gemini_realtime_config: GeminiRealtimeConfig | None = None
+    cartesia_agent_config: CartesiaAgentConfig | None = None
+
+    @property
+    def connector(self) -> bool:
+        """Whether a hosted agent (a connector) converses: the session then has a LiveKit room
+        and no websocket (``StartedSession.ws_url`` is None), and uses FULL mode's events."""
+        return any(getattr(self, name) is not None for name in _AGENTS)
 
     @model_validator(mode="after")
     def _one_transport_one_agent(self) -> LiteSessionConfig:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from prefect_sessions.errors import AuthenticationError, ConfigurationError
+from prefect_sessions.errors import AuthenticationError, ConfigurationError, NotFoundError
 from prefect_sessions.http import HttpClient, SecretHeaderAuth
 from prefect_sessions.http.pacing import credential_fingerprint
 from prefect_sessions.voiceflow.conversation import Conversation
@@ -141,9 +141,25 @@ class VoiceflowClient:
         else:
             path = f"/v4/project/{project}/environment/{quote(target, safe='')}/session"
         # Replaying a start is safe: the outcome is still one open session with a key we hold.
-        response = await self.http.request(
-            "POST", path, operation="start session", idempotent=True, json={"userID": user_id}
-        )
+        try:
+            response = await self.http.request(
+                "POST", path, operation="start session", idempotent=True, json={"userID": user_id}
+            )
+        except NotFoundError as exc:
+            if target is None:
+                raise
+            raise NotFoundError(
+                provider=exc.provider,
+                operation=exc.operation,
+                status_code=exc.status_code,
+                server_message=exc.server_message,
+                request_id=exc.request_id,
+                attempts=exc.attempts,
+                detail=f"project {self.project_id} has no environment '{target}' (or it is not "
+                "published there); projects made before environments have 'development' and "
+                "'production', not 'main': set the credentials block's environment to one of "
+                "them, or leave it empty to route by the project's traffic split",
+            ) from None
         key = self.http.read_json(response, "start session", expect=dict).get("sessionKey")
         if not isinstance(key, str) or not key:
             raise self.http.unreadable(response, "start session", "no sessionKey in the answer")

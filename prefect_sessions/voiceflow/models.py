@@ -304,6 +304,9 @@ class DebugTrace(Trace):
 class CompletionPayload(_Wire):
     state: Literal["start", "content", "end"]
     content: str | None = None
+    message_id: str | None = Field(
+        default=None, alias="messageID", description="The same for every piece of one message."
+    )
 
 
 class CompletionTrace(Trace):
@@ -315,6 +318,43 @@ class CompletionTrace(Trace):
 
 class KnowledgeBaseTrace(Trace):
     trace_type = "knowledgeBase"
+
+
+class ReasoningTrace(Trace):
+    """The agent's reasoning (v4); its payload is kept as sent."""
+
+    trace_type = "reasoning"
+
+
+class ToolCallTrace(Trace):
+    """The agent called a tool (v4); its payload is kept as sent."""
+
+    trace_type = "tool-call"
+
+
+class AudioPayload(_Wire):
+    state: str | None = None
+    message_id: str | None = Field(default=None, alias="messageID")
+    delay: int | None = None
+
+
+class AudioTrace(Trace):
+    """A piece of the agent's audio (v4, with audio events on)."""
+
+    trace_type = "audio"
+    payload: AudioPayload
+
+
+class PathTrace(Trace):
+    """The conversation took a path (v4); its payload is kept as sent."""
+
+    trace_type = "path"
+
+
+class CallForwardTrace(Trace):
+    """A voice call is forwarded (v4); its payload is kept as sent."""
+
+    trace_type = "call-forward"
 
 
 _TRACE_TYPES: dict[str, type[Trace]] = {
@@ -333,6 +373,11 @@ _TRACE_TYPES: dict[str, type[Trace]] = {
         DebugTrace,
         CompletionTrace,
         KnowledgeBaseTrace,
+        ReasoningTrace,
+        ToolCallTrace,
+        AudioTrace,
+        PathTrace,
+        CallForwardTrace,
     )
     if cls.trace_type
 }

@@ -119,6 +119,11 @@ class ElevenLabsAgentConfigSchema(BaseModel):
     dynamic_variables: dict[str, str | int | float | bool] | None = None
 
 
+class CartesiaAgentConfigSchema(BaseModel):
+    secret_id: uuid.UUID
+    agent_id: str = Field(min_length=1)
+
+
 class OpenAIRealtimeConfigSchema(BaseModel):
     secret_id: uuid.UUID
     context_id: uuid.UUID | None = None
@@ -160,6 +165,21 @@ class LiteSDKSessionTokenConfigDataSchema(_TokenCommon):
     elevenlabs_agent_config: ElevenLabsAgentConfigSchema | None = None
     openai_realtime_config: OpenAIRealtimeConfigSchema | None = None
     gemini_realtime_config: GeminiRealtimeConfigSchema | None = None
+    cartesia_agent_config: CartesiaAgentConfigSchema | None = None
+
+    @property
+    def connector(self) -> bool:
+        """A hosted agent drives the avatar: its session has a LiveKit room and no websocket."""
+        return any(getattr(self, name) is not None for name in CONNECTORS)
+
+
+#: The LITE configurations that hand the conversation to a hosted agent (the docs' connectors).
+CONNECTORS = (
+    "elevenlabs_agent_config",
+    "openai_realtime_config",
+    "gemini_realtime_config",
+    "cartesia_agent_config",
+)
 
 
 SessionEndReason = Literal[
@@ -199,6 +219,7 @@ class LiveAvatarSession:
     max_session_duration: int | None
     created_at: float
     byo_livekit: LiveKitConfigSchema | None = None
+    connector: bool = False
     started_at: float | None = None
     ended_at: float | None = None
     end_reason: str | None = None
@@ -384,6 +405,7 @@ async def create_session_token(
         max_session_duration=payload.max_session_duration,
         created_at=now,
         byo_livekit=getattr(payload, "livekit_config", None),
+        connector=bool(getattr(payload, "connector", False)),
     )
     state.liveavatar.sessions[session_id] = session
     state.liveavatar.by_token[token] = session_id
@@ -407,7 +429,7 @@ async def start_session(request: Request, session: SessionFromToken) -> Response
         data["livekit_client_token"] = session.byo_livekit.livekit_client_token
     if session.max_session_duration:
         data["max_session_duration"] = session.max_session_duration
-    if session.mode == "LITE":
+    if session.mode == "LITE" and not session.connector:  # a connector's agent has no socket
         base = str(request.base_url).rstrip("/").replace("http", "ws", 1)
         data["ws_url"] = f"{base}/ws/liveavatar/{session.id}?token={session.ws_token}"
     else:
@@ -599,9 +621,13 @@ class _LiteConnection:
         self.session = session
         self.agent_state = "idle"
         self.task_id: str | None = None
+        #: The event_id of the agent.speak that started the task, echoed on its start and end.
+        self.speak_event_id: str | None = None
 
-    async def send(self, kind: str, **fields: Any) -> None:
-        await self.websocket.send_json({"type": kind, "event_id": str(uuid.uuid4()), **fields})
+    async def send(self, kind: str, *, event_id: str | None = None, **fields: Any) -> None:
+        await self.websocket.send_json(
+            {"type": kind, "event_id": event_id or str(uuid.uuid4()), **fields}
+        )
 
     async def _become(self, new_state: str) -> None:
         if new_state != self.agent_state:
@@ -643,20 +669,29 @@ class _LiteConnection:
                 return True
             if self.task_id is None:
                 self.task_id = str(uuid.uuid4())
-                await self.send("agent.speak_started", task={"id": self.task_id})
+                self.speak_event_id = event_id if isinstance(event_id, str) else None
+                await self.send(
+                    "agent.speak_started", event_id=self.speak_event_id, task={"id": self.task_id}
+                )
                 await self._become("talking")
             await self.send("agent.audio_buffer_appended", task={"id": self.task_id})
         elif kind == "agent.speak_end":
             if self.task_id is not None:
                 await self.send("agent.audio_buffer_committed", task={"id": self.task_id})
-                await self.send("agent.speak_ended", task={"id": self.task_id})
-                self.task_id = None
+                await self.send(
+                    "agent.speak_ended", event_id=self.speak_event_id, task={"id": self.task_id}
+                )
+                self.task_id = self.speak_event_id = None
                 await self._become("idle")
         elif kind == "agent.interrupt":
             if self.task_id is not None:
-                await self.send("agent.speak_interrupted", task={"id": self.task_id})
+                await self.send(
+                    "agent.speak_interrupted",
+                    event_id=self.speak_event_id,
+                    task={"id": self.task_id},
+                )
                 await self.send("agent.audio_buffer_cleared")
-                self.task_id = None
+                self.task_id = self.speak_event_id = None
             await self._become("idle")
         elif kind == "agent.start_listening":
             await self._become("listening")

@@ -91,6 +91,14 @@ class VoiceflowStore:
     current: dict[tuple[str, str], str] = field(default_factory=dict)
     states: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Projects made before environments existed: their aliases are ``development`` and
+    #: ``production``, and ``main`` is unknown.
+    legacy_projects: set[str] = field(default_factory=set)
+
+    def environments(self, project_id: str) -> tuple[str, ...]:
+        if project_id in self.legacy_projects:
+            return ("development", "production")
+        return ("main", "development", "production")
 
     def owner_of(self, session_key: str) -> str | None:
         """The API key that started a session (revoked ones too), for rate limiting."""
@@ -245,12 +253,17 @@ def turn_traces(
         )
     for reply in turn.replies:
         if reply.kind == "generate" and completion_events:
-            traces.append({"type": "completion", "payload": {"state": "start"}})
+            # One messageID ties the pieces of one generated message together.
+            message_id = uuid.uuid4().hex
+            traces.append(
+                {"type": "completion", "payload": {"state": "start", "messageID": message_id}}
+            )
             for piece in split_for_streaming(reply.text):
-                traces.append(
-                    {"type": "completion", "payload": {"state": "content", "content": piece}}
-                )
-            traces.append({"type": "completion", "payload": {"state": "end"}})
+                content = {"state": "content", "content": piece, "messageID": message_id}
+                traces.append({"type": "completion", "payload": content})
+            traces.append(
+                {"type": "completion", "payload": {"state": "end", "messageID": message_id}}
+            )
         elif reply.kind in ("text", "generate"):
             traces.append(
                 {
@@ -361,9 +374,23 @@ async def start_session(request: Request, project_id: str, environment: str) -> 
     user_id = body.get("userID") if isinstance(body, dict) else None
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= 256:
         raise VoiceflowHTTPError(400, "userID is required: a string of 1 to 256 characters")
+    known = state.voiceflow.environments(project_id)
+    if environment not in known and not _OBJECT_ID.match(environment):
+        raise VoiceflowHTTPError(
+            404, f"Environment '{environment}' not found for project {project_id}"
+        )
     key = state.voiceflow.start(project_id, environment, user_id, api_key)
-    state.voiceflow.states[(project_id, user_id)] = new_state(project_id, state.agent)
+    # A new session starts the conversation over, but variables are not reset: those the user
+    # had (set with PATCH before the start, say) are kept.
+    previous = state.voiceflow.states.get((project_id, user_id))
+    fresh = new_state(project_id, state.agent)
+    if previous is not None:
+        fresh["variables"] = {**fresh["variables"], **previous.get("variables", {})}
+    state.voiceflow.states[(project_id, user_id)] = fresh
     return JSONResponse({"sessionKey": key})
+
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
 
 async def session_traffic_split(projectID: str, request: Request) -> Response:

@@ -135,8 +135,10 @@ def test_completion_events_stream_generated_answers_and_keep_fixed_ones_whole(
     traces = [json.loads(f["data"]) for f in parse_sse(response.text) if f["event"] == "trace"]
     completion = [t["payload"] for t in traces if t["type"] == "completion"]
 
-    assert completion[0] == {"state": "start"}
+    assert completion[0]["state"] == "start"
     assert completion[-1]["state"] == "end"
+    # Every piece of the generated message carries the message's ID (the realtime API's schema).
+    assert len({piece["messageID"] for piece in completion}) == 1
     pieces = [p["content"] for p in completion if p["state"] == "content"]
     assert len(pieces) > 1
     assert "98765" in "".join(pieces)

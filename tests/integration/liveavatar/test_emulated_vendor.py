@@ -1,17 +1,26 @@
-"""Keep-alive and stop go out with each session's own token (Bearer), so every session spends
-its own rate budget, as LiveAvatar counts lifecycle calls per session token; the API key is only
-the fallback for a session whose token is gone. Real HTTP to the emulator."""
+"""LiveAvatar as it is documented today, against the emulator over real HTTP: keep-alive and stop
+go out with each session's own token (Bearer), so every session spends its own rate budget, the
+API key being only the fallback for a session whose token is gone; the demo app's teardown;
+connector sessions without a websocket; the LITE socket echoing the speak's event_id."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from uuid import uuid4
 
+import anyio
 import pytest
 from pydantic import SecretStr
 
 from prefect_sessions.emulator import EmulatorConfig, EmulatorHandle, run_emulator
-from prefect_sessions.liveavatar import AvatarPersona, FullSessionConfig, LiveAvatarCredentials
+from prefect_sessions.liveavatar import (
+    AvatarPersona,
+    CartesiaAgentConfig,
+    FullSessionConfig,
+    LiteSessionConfig,
+    LiveAvatarCredentials,
+)
 from prefect_sessions.liveavatar.adapter import SANDBOX_AVATAR_ID
 
 API_KEY = "la-token-budget-key"
@@ -78,3 +87,40 @@ async def test_the_demo_apps_teardown_closes_the_tokens_session(emulator: Emulat
         entry = await client.get_session(token.session_id)
     assert entry.end_reason == "USER_CLOSED"
     assert entry.end_at is not None
+
+
+async def test_a_connector_session_has_a_room_and_no_websocket(emulator: EmulatorHandle):
+    cartesia = LiteSessionConfig(
+        avatar_id=SANDBOX_AVATAR_ID,
+        is_sandbox=True,
+        cartesia_agent_config=CartesiaAgentConfig(secret_id=uuid4(), agent_id="agent_line_1"),
+    )
+    plain = LiteSessionConfig(avatar_id=SANDBOX_AVATAR_ID, is_sandbox=True)
+    assert cartesia.connector
+    assert not plain.connector
+    async with (
+        credentials(emulator.url).get_client() as client,
+        client.session(cartesia) as connected,
+        client.session(plain) as lite,
+    ):
+        assert connected.started is not None
+        assert connected.started.ws_url is None  # the hosted agent converses, no socket
+        assert connected.started.livekit_url
+        assert lite.started is not None
+        assert lite.started.ws_url is not None
+
+
+async def test_the_emulators_lite_socket_echoes_the_speak_event_id(emulator: EmulatorHandle):
+    plain = LiteSessionConfig(avatar_id=SANDBOX_AVATAR_ID, is_sandbox=True)
+    silence = b"\x00\x00" * 24_000  # one second of PCM 16-bit 24 kHz
+    async with (
+        credentials(emulator.url).get_client() as client,
+        client.session(plain) as session,
+        session.lite() as socket,
+    ):
+        with anyio.fail_after(10):
+            event_id = await socket.speak(silence, event_id="speak-42")
+            started = await socket.wait_for("agent.speak_started")
+            ended = await socket.wait_for("agent.speak_ended")
+    assert event_id == "speak-42"
+    assert started.event_id == ended.event_id == "speak-42"
