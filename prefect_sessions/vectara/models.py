@@ -73,11 +73,25 @@ class _Response(BaseModel):
 # -- sessions -----------------------------------------------------------------------------------
 
 
+class InputTokens(_Response):
+    """Input tokens of an agent call, cached ones included."""
+
+    count: int | None = None
+    cached_tokens: int | None = None
+
+
+class OutputTokens(_Response):
+    """Output tokens of an agent call."""
+
+    count: int | None = None
+    reasoning_tokens: int | None = None
+
+
 class SessionContextUsage(_Response):
     """Tokens of the session's most recent agent call (not a running total)."""
 
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    input_tokens: InputTokens | None = None
+    output_tokens: OutputTokens | None = None
     total_tokens: int | None = None
     model_context_window: int | None = None
 

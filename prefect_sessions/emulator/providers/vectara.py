@@ -99,6 +99,7 @@ class VectaraStore:
             "tool_configurations": {},
             "model": {"name": "gpt-4o", "parameters": {"temperature": 0}},
             "first_step": {
+                "name": "first_step",
                 "type": "conversational",
                 "instructions": [
                     {
@@ -329,6 +330,15 @@ def _event(store: VectaraStore, session_key: str, kind: str, **fields: Any) -> d
 # -- routes -------------------------------------------------------------------------------------
 
 
+def _step_defaults(agent: dict[str, Any]) -> None:
+    """The defaults the vendor fills in a step it stores: its ``name`` (``first_step``, which
+    its SDK requires on every agent it reads) and its ``output_parser``."""
+    step = agent.get("first_step")
+    if isinstance(step, dict):
+        step.setdefault("name", "first_step")
+        step.setdefault("output_parser", {"type": "default"})
+
+
 async def create_agent(request: Request) -> Response:
     _authenticate(request)
     store = emulator_state(request).vectara
@@ -341,6 +351,7 @@ async def create_agent(request: Request) -> Response:
         raise _bad("key", f"an agent with key '{key}' already exists")
     now = store.now()
     agent = {"metadata": {}, "enabled": True, **body, "key": key}
+    _step_defaults(agent)
     agent.update(created_at=now, updated_at=now)
     store.agents[key] = agent
     return JSONResponse(agent, status_code=201)
@@ -369,6 +380,7 @@ async def update_agent(agent_key: str, request: Request) -> Response:
     _check_agent(body, required=False)
     allowed = ("name", "description", "tool_configurations", "model", "first_step")
     agent.update({k: v for k, v in body.items() if k in (*allowed, "metadata", "enabled")})
+    _step_defaults(agent)
     agent["updated_at"] = store.now()
     return JSONResponse(agent)
 
@@ -381,6 +393,7 @@ async def replace_agent(agent_key: str, request: Request) -> Response:
     _check_agent(body, required=True)
     body.pop("key", None)
     agent = {"metadata": {}, "enabled": True, **body, "key": agent_key}
+    _step_defaults(agent)
     agent.update(created_at=old["created_at"], updated_at=store.now())
     store.agents[agent_key] = agent
     return JSONResponse(agent)
@@ -571,10 +584,11 @@ def _answer(
     answer = _event(store, session_key, "agent_output", content=turn.text)
     store.events[where].extend([received, answer])
     words = sum(len(m["content"].split()) for m in messages)
+    read, written = 40 + 2 * words, 2 * len(turn.text.split())  # a rough token count
     store.sessions[where]["session_context_usage"] = {
-        "input_tokens": 40 + 2 * words,
-        "output_tokens": 2 * len(turn.text.split()),
-        "total_tokens": 40 + 2 * words + 2 * len(turn.text.split()),
+        "input_tokens": {"count": read},
+        "output_tokens": {"count": written},
+        "total_tokens": read + written,
         "model_context_window": 128_000,
     }
     return [received, answer]
