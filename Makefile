@@ -62,6 +62,8 @@ bench-smoke: install
 .PHONY: e2e
 # The official Vectara Python SDK the e2e contract test runs against the emulator.
 VECTARA_SDK = vectara==0.4.3
+# LiveAvatar's web SDK, whose SessionAPIClient the same test runs in Node.
+LIVEAVATAR_WEB_SDK = @heygen/liveavatar-web-sdk@0.0.18
 
 e2e: install
 	@test -x /usr/bin/chromium || { apt-get update -qq && \
@@ -74,6 +76,8 @@ e2e: install
 	@# Vendors' own clients judge the emulator, each pinned, in a virtual environment of its own.
 	@build/vendor-sdk/bin/python -c "import vectara" 2>/dev/null || { python3 -m venv build/vendor-sdk && \
 		build/vendor-sdk/bin/pip install --quiet --disable-pip-version-check "$(VECTARA_SDK)"; }
+	@test -d build/vendor-node/node_modules/@heygen/liveavatar-web-sdk || { mkdir -p build/vendor-node && \
+		npm install --silent --no-audit --no-fund --prefix build/vendor-node "$(LIVEAVATAR_WEB_SDK)"; }
 	PREFECT_SESSIONS_E2E=1 $(BIN)/pytest -q -p no:cacheprovider --durations=10 tests/e2e
 
 # Issue 10's long variant: 10,000 conversations against the emulator at a low rate limit, every
