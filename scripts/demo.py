@@ -129,10 +129,13 @@ def main() -> int:
     finally:
         emulator.send_signal(signal.SIGINT)
         emulator.wait(timeout=10)
-    print(f"\nHTML report: {html}\nJSON report: {report}\nJUnit XML:   {junit}")
+    print(f"\nJSON report: {report}\nJUnit XML:   {junit}")
     print("Run 'make demo' again: the next run is compared with this one (newly failing, fixed,")
     print("latency and requests), in the terminal, the HTML report and the Prefect UI.")
-    print(f"Prefect UI:  http://127.0.0.1:{PREFECT_PORT} (flow runs, artifacts: summary, report)")
+    print(
+        f"Prefect UI:  http://127.0.0.1:{PREFECT_PORT} (flow runs; artifacts: summary, "
+        "conversations, comparison, report)"
+    )
     print("The Prefect server keeps running for the UI; 'make demo-stop' stops it.")
     return code
 
