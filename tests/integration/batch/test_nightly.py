@@ -257,7 +257,7 @@ async def test_repeats_measure_flakiness_share_the_run_and_resume(tmp_path, emul
     assert report(out)["summary"]["flaky"] == []
 
 
-def test_validate_estimates_the_requests_and_the_time(tmp_path, emulator, capsys):
+async def test_validate_estimates_the_requests_and_the_time(tmp_path, emulator, capsys):
     suite = write_suite(
         tmp_path / "nightly-estimate.yaml",
         emulator.url,
@@ -266,8 +266,16 @@ def test_validate_estimates_the_requests_and_the_time(tmp_path, emulator, capsys
         """,
         extra="cleanup: true",
     )
-    assert main(["validate", str(suite), "--estimate", "--rate", "2"]) == 0
+    assert await cli("validate", str(suite), "--estimate", "--rate", "2") == 0
     out = capsys.readouterr().out
     assert "1 conversations (4 runs with repeats): about 12 requests, 4 of them clean-up" in out
     assert "at 2 requests/s (given): about 6 s" in out
-    assert main(["validate", str(suite), "--estimate", "--rate", "-1"]) == 2
+    assert await cli("validate", str(suite), "--estimate", "--rate", "-1") == 2
+    # The forecast matches what a run sends, and after a run its rate is learned.
+    report_path = tmp_path / "estimate.json"
+    common = ["--results-dir", str(tmp_path / "runs"), "--run-key", "est-1"]
+    assert await cli("run", str(suite), "--report", str(report_path), *common) == 0
+    assert report(report_path)["summary"]["requests"] == 12
+    capsys.readouterr()
+    assert await cli("validate", str(suite), "--estimate") == 0
+    assert "requests/s (learned from run est-1)" in capsys.readouterr().out
