@@ -9,7 +9,7 @@ from anything the server echoes back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 
 # Defined here, beside the errors that carry it, so that the errors need nothing from the engine
@@ -33,6 +33,9 @@ class RetryHint:
 
 class PrefectSessionsError(Exception):
     """Base class of every error this package raises on purpose."""
+
+
+E = TypeVar("E", bound="ProviderError")
 
 
 class ProviderError(PrefectSessionsError):
@@ -112,6 +115,13 @@ class ProviderError(PrefectSessionsError):
         if detail:
             state["detail"] = f"{state['detail']}; {detail}" if state["detail"] else detail
         clone = _rebuild(type(self), state)
+        clone.__cause__ = self.__cause__
+        return clone
+
+    def recast(self, kind: type[E], detail: str) -> E:
+        """This failure as ``kind``, a subclass that says what it means for this provider (a
+        409 that is Vectara's "already running"), with ``detail`` saying what to do."""
+        clone = kind(**{**self._state(), "detail": detail})
         clone.__cause__ = self.__cause__
         return clone
 

@@ -96,15 +96,10 @@ def _busy(exc: InvalidRequestError) -> InvalidRequestError:
     """A 409 on an input is Vectara's "already running": the typed error says what to do."""
     if exc.status_code != 409:
         return exc
-    return SessionBusyError(
-        provider=exc.provider,
-        operation=exc.operation,
-        status_code=exc.status_code,
-        server_message=exc.server_message,
-        request_id=exc.request_id,
-        attempts=exc.attempts,
-        detail="the session is still answering an earlier input; the message was not taken: "
-        "send it again once the session stops, or queue it with since=",
+    return exc.recast(
+        SessionBusyError,
+        "the session is still answering an earlier input; the message was not taken: send it "
+        "again once the session stops, or queue it with since=",
     )
 
 

@@ -148,14 +148,9 @@ class VoiceflowClient:
         except NotFoundError as exc:
             if target is None:
                 raise
-            raise NotFoundError(
-                provider=exc.provider,
-                operation=exc.operation,
-                status_code=exc.status_code,
-                server_message=exc.server_message,
-                request_id=exc.request_id,
-                attempts=exc.attempts,
-                detail=f"project {self.project_id} has no environment '{target}' (or it is not "
+            raise exc.recast(
+                NotFoundError,
+                f"project {self.project_id} has no environment '{target}' (or it is not "
                 "published there); projects made before environments have 'development' and "
                 "'production', not 'main': set the credentials block's environment to one of "
                 "them, or leave it empty to route by the project's traffic split",

@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,36 @@ UI_BLOCK = "ui-picked"
 #: Bounds of the waits that have no event to await (a process becoming ready).
 SERVER_START_TIMEOUT = 120.0
 POLL_INTERVAL = 0.25
+
+
+#: Debian's chromium (``make e2e`` installs it); Playwright's own download fails on this machine.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def chromium(**options: Any) -> Iterator[Any]:
+    """A headless Chromium context with a throwaway profile; ``options`` go to Playwright's
+    ``launch_persistent_context`` (``viewport``, ``offline``)."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as driver:
+        context = driver.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, **options
+        )
+        try:
+            yield context
+        finally:
+            context.close()
 
 
 def _free_port() -> int:

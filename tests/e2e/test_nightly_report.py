@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -20,10 +19,9 @@ from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.flow_runs import wait_for_flow_run
 
-from tests.e2e.conftest import BIN, OUTPUT, ROOT, Stack
+from tests.e2e.conftest import BIN, OUTPUT, ROOT, Stack, chromium
 
 NIGHTLY = "batch-conversations/nightly-suite"
-CHROMIUM = "/usr/bin/chromium"
 WAIT = 240
 
 
@@ -96,7 +94,7 @@ async def test_a_failed_nightly_run_fires_the_teams_automation(
             await client.delete_automation(automation.id)
 
 
-playwright = pytest.importorskip("playwright.sync_api", reason="make e2e installs playwright")
+pytest.importorskip("playwright.sync_api", reason="make e2e installs playwright")
 
 
 def _run(stack: Stack, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -124,18 +122,8 @@ def test_the_html_report_opens_offline_with_charts_and_transcripts(stack: Stack,
     assert second.returncode == 1, second.stdout + second.stderr
     assert "Compared against run html-1: 1 newly failing" in second.stdout
 
-    with (
-        tempfile.TemporaryDirectory(prefix="chromium-") as profile,
-        playwright.sync_playwright() as driver,
-    ):
-        context = driver.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            offline=True,  # the report must need no network
-            viewport={"width": 1300, "height": 1600},
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
+    # offline: the report must need no network.
+    with chromium(offline=True, viewport={"width": 1300, "height": 1600}) as context:
         fetched: list[str] = []
         context.on("request", lambda request: fetched.append(request.url))
         page = context.new_page()
@@ -164,4 +152,3 @@ def test_the_html_report_opens_offline_with_charts_and_transcripts(stack: Stack,
             assert [url for url in fetched if not url.startswith("file://")] == []
         finally:
             page.screenshot(path=str(OUTPUT / "nightly-report.png"), full_page=True)
-            context.close()

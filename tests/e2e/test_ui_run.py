@@ -12,42 +12,21 @@ Waits are Playwright's own (``expect(...).to_be_visible(timeout=...)``), which w
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
 
-from tests.e2e.conftest import KEYS, OUTPUT, UI_BLOCK, Stack, secrets_in
+from tests.e2e.conftest import KEYS, OUTPUT, UI_BLOCK, Stack, chromium, secrets_in
 
 playwright = pytest.importorskip("playwright.sync_api", reason="make e2e installs playwright")
-CHROMIUM = "/usr/bin/chromium"
 RUN_TIMEOUT_MS = 240_000
 
 
 @pytest.fixture
 def page(stack: Stack) -> Iterator[playwright.Page]:
-    with (
-        tempfile.TemporaryDirectory(prefix="chromium-") as profile,
-        playwright.sync_playwright() as driver,
-    ):
-        context = driver.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            viewport={"width": 1400, "height": 1800},
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+    with chromium(viewport={"width": 1400, "height": 1800}) as context:
         page = context.new_page()
         page.set_default_timeout(30_000)
         try:
@@ -55,7 +34,6 @@ def page(stack: Stack) -> Iterator[playwright.Page]:
         finally:
             # Where the browser ended up, for a failure's diagnosis.
             page.screenshot(path=str(OUTPUT / "ui-last-page.png"), full_page=True)
-            context.close()
 
 
 def test_a_run_started_from_the_ui_form_completes_with_the_picked_block(
