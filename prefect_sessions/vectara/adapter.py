@@ -17,7 +17,7 @@ from prefect_sessions.seam.turns import Reply, Turn
 from prefect_sessions.vectara.client import VectaraClient
 from prefect_sessions.vectara.credentials import VectaraCredentials
 from prefect_sessions.vectara.errors import SessionBusyError
-from prefect_sessions.vectara.models import MessageReply
+from prefect_sessions.vectara.models import MessageReply, SessionContextUsage
 
 #: Idle minutes after which Vectara deletes a session the run left behind (``tti_minutes``).
 IDLE_SESSION_MINUTES = 60
@@ -27,6 +27,8 @@ IDLE_SESSION_MINUTES = 60
 class _Handle:
     agent_key: str
     session_key: str
+    #: The context the last answer's agent call used, when Vectara reported it.
+    context: SessionContextUsage | None = None
 
 
 #: How long a turn waits for a session still answering an earlier input, and how often it looks.
@@ -76,7 +78,14 @@ class VectaraAdapter(ClientAdapter[VectaraClient]):
         waited = 0.0
         while True:
             try:
-                return await self.client.send_message(handle.agent_key, handle.session_key, text)
+                # Streamed: no read timeout on a long answer, and the stream says how much of
+                # the context window the agent call used (the conversation's usage).
+                reply = await self.client.send_message_streamed(
+                    handle.agent_key, handle.session_key, text
+                )
+                if reply.context_usage is not None:
+                    handle.context = reply.context_usage
+                return reply
             except SessionBusyError:
                 if waited >= BUSY_WAIT_SECONDS:
                     raise
@@ -90,6 +99,14 @@ class VectaraAdapter(ClientAdapter[VectaraClient]):
     async def variables(self, handle: _Handle) -> dict[str, Any]:
         session = await self.client.get_session(handle.agent_key, handle.session_key)
         return dict(session.metadata or {})
+
+    def usage(self, handle: _Handle) -> dict[str, float]:
+        """The tokens of the conversation's last agent call (``session_context_usage``: Vectara
+        reports the last call, not a running total), which grow with the conversation."""
+        context = handle.context
+        if context is None or context.total_tokens is None:
+            return {}
+        return {"context_tokens": float(context.total_tokens)}
 
     async def end(self, handle: _Handle) -> None:
         if self.settings.cleanup:

@@ -81,8 +81,10 @@ async def test_a_conversation_turn_waits_for_the_running_answer_and_sends_once(
             await asyncio.sleep(0.02)
         reply = await adapter.turn(handle, Turn.model_validate({"text": "order 424242"}))
         await other
+        usage = adapter.usage(handle)
         events = [e async for e in adapter.client.list_events(AGENT, handle.session_key)]
     assert "refund request" in reply.text
+    assert usage["context_tokens"] > 0  # what the conversation's last agent call used
     inputs = [e.messages[0].content for e in events if isinstance(e, InputMessageEvent)]
     assert inputs == ["I need a refund", "order 424242"]
     # Three posts: the other input, the turn refused with 409, the turn sent again once idle.
