@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from prefect.exceptions import ParameterTypeError
 from prefect.settings import PREFECT_API_URL
@@ -30,7 +30,7 @@ from prefect_sessions.batch.comparison import RunRecord, compare
 from prefect_sessions.batch.estimate import estimate
 from prefect_sessions.batch.history import find_record, recent_runs, require_record
 from prefect_sessions.batch.html_report import write_html_report
-from prefect_sessions.batch.report import RunSummary, write_json_report, write_junit
+from prefect_sessions.batch.report import FailOn, RunSummary, write_json_report, write_junit
 from prefect_sessions.batch.run import DEFAULT_RESULTS_DIR, LAST, listening, new_run_key
 from prefect_sessions.batch.verdicts import verdicts
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--fail-on",
-        choices=("any", "regressions", "never"),
+        choices=get_args(FailOn),
         default="any",
         help="exit 1 (and end the flow run Failed) when any conversation fails (default), only "
         "on regressions against the baseline, or never",
@@ -386,9 +386,9 @@ def _validate_command(args: argparse.Namespace) -> int:
         if rate is None and PREFECT_API_URL.value():
             last = _quietly(find_record(loaded.suite.name))
             figures = last.figures if last is not None else {}
-            if figures.get("duration_s") and figures.get("requests"):
+            if last is not None and figures.get("duration_s") and figures.get("requests"):
                 rate = round(figures["requests"] / figures["duration_s"], 1)
-                source = f"learned from run {last.run_key}" if last else "learned"
+                source = f"learned from run {last.run_key}"
         for line in estimate(loaded, rate, source).lines():
             print(line)
     return EXIT_PASSED
@@ -415,8 +415,7 @@ def _compare(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     comparison = compare(baseline, current)
     print(f"Run {args.run_key} {comparison.line()}")
-    for name in ("newly_failing", "fixed", "still_failing", "added", "removed"):
-        listed = getattr(comparison, name)
+    for name, listed in comparison.lists():
         if listed:
             print(f"  {name.replace('_', ' ')}: {', '.join(listed)}")
     for name, change in comparison.figures.items():

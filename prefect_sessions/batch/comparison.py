@@ -7,6 +7,8 @@ percentiles, requests, 429s, usage). A record is what a run publishes to Prefect
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, Field
 
 from prefect_sessions.conversation.results import Status
@@ -73,6 +75,19 @@ class Comparison(BaseModel):
     )
     figures: dict[str, Change] = Field(default_factory=dict)
 
+    #: The conversation lists a person reads, in the order reports show them.
+    LISTS: ClassVar[tuple[str, ...]] = (
+        "newly_failing",
+        "fixed",
+        "still_failing",
+        "added",
+        "removed",
+    )
+
+    def lists(self) -> list[tuple[str, list[str]]]:
+        """``(name, ids)`` of each list in :attr:`LISTS`."""
+        return [(name, getattr(self, name)) for name in self.LISTS]
+
     @property
     def regressions(self) -> list[str]:
         """What this run broke: newly failing conversations, and added ones that fail."""
@@ -92,13 +107,12 @@ def compare(baseline: RunRecord, current: RunRecord, *, partial: bool = False) -
     leaves conversations out on purpose, so none counts as removed."""
     before, now = baseline.statuses, current.statuses
     failing_before = baseline.failing()
+    usage = sorted(name for name in current.figures if name.startswith("usage_"))
     figures = {
         name: Change(baseline=baseline.figures[name], current=current.figures[name])
-        for name in (*COMPARED_FIGURES, *sorted(current.figures))
+        for name in (*COMPARED_FIGURES, *usage)
         if name in baseline.figures and name in current.figures
     }
-    usage = {name: change for name, change in figures.items() if name.startswith("usage_")}
-    ordered = {name: figures[name] for name in COMPARED_FIGURES if name in figures} | usage
     return Comparison(
         baseline_run_key=baseline.run_key,
         baseline_flow_run_id=baseline.flow_run_id,
@@ -108,5 +122,5 @@ def compare(baseline: RunRecord, current: RunRecord, *, partial: bool = False) -
         added=[i for i in now if i not in before],
         removed=[] if partial else [i for i in before if i not in now],
         added_failing=[i for i, s in now.items() if s != "passed" and i not in before],
-        figures=ordered,
+        figures=figures,
     )

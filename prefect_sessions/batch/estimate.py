@@ -57,10 +57,11 @@ def estimate(loaded: LoadedSuite, rate: float | None = None, rate_source: str = 
     """The requests of every selected conversation run, and their time at ``rate``."""
     suite = loaded.suite
     provider = get_provider(suite.provider)
-    requests = cleanup = 0
-    for conversation in iter_runs(loaded):
-        requests += provider.requests_for(conversation.turns, cleanup=suite.cleanup)
-        cleanup += provider.cleanup_requests if suite.cleanup else 0
+    requests = sum(
+        provider.requests_for(conversation.turns, cleanup=suite.cleanup)
+        for conversation in iter_runs(loaded)
+    )
+    cleanup = loaded.run_count * provider.cleanup_requests if suite.cleanup else 0
     seconds = requests / rate if rate else None
     return Estimate(
         conversations=loaded.conversation_count,

@@ -19,7 +19,6 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
     FlowRunFilter,
-    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
@@ -73,27 +72,29 @@ def _rows(data: Any) -> list[dict[str, Any]]:
     return [row for row in rows or [] if isinstance(row, dict)]
 
 
-def _run_key_of(flow_run: FlowRun) -> str:
+def _key_of_run(flow_run: FlowRun) -> str:
     tag = next((t for t in flow_run.tags if t.startswith("run-key:")), None)
     return tag.removeprefix("run-key:") if tag else flow_run.name
 
 
 async def _finished_runs(
-    suite_name: str, run_key: str | None, exclude: str | None, limit: int
+    suite_name: str, run_key: str | None, limit: int, exclude_run_key: str | None = None
 ) -> list[FlowRun]:
+    """The suite's finished flow runs (of ``run_key`` only, if given), newest first, without the
+    runs of ``exclude_run_key`` (the current run's earlier attempts)."""
     tags = [suite_tag(suite_name)] + ([run_tag(run_key)] if run_key else [])
     async with get_client() as client:
-        return await client.read_flow_runs(
+        runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 tags=FlowRunFilterTags(all_=tags),
                 state=FlowRunFilterState(
                     type=FlowRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED])
                 ),
-                id=FlowRunFilterId(not_any_=[UUID(exclude)]) if exclude else None,
             ),
             sort=FlowRunSort.START_TIME_DESC,
             limit=limit,
         )
+    return [run for run in runs if exclude_run_key is None or _key_of_run(run) != exclude_run_key]
 
 
 async def _tables(suite_name: str, runs: list[FlowRun]) -> dict[tuple[UUID, str], Any]:
@@ -116,18 +117,12 @@ async def _tables(suite_name: str, runs: list[FlowRun]) -> dict[tuple[UUID, str]
 
 
 async def find_record(
-    suite_name: str,
-    run_key: str | None = None,
-    *,
-    exclude: str | None = None,
-    exclude_run_key: str | None = None,
+    suite_name: str, run_key: str | None = None, *, exclude_run_key: str | None = None
 ) -> RunRecord | None:
     """The record of the latest finished run of a suite (with ``run_key``, of that run; a
-    resumed run shares its key with the attempts before it), or None. ``exclude`` is a flow run
-    id, ``exclude_run_key`` a run key not to take (the current run's earlier attempts)."""
-    runs = await _finished_runs(suite_name, run_key, exclude, SEARCH_LIMIT)
-    if exclude_run_key is not None:
-        runs = [run for run in runs if _run_key_of(run) != exclude_run_key]
+    resumed run shares its key with the attempts before it), or None; never one of
+    ``exclude_run_key`` (the current run's earlier attempts)."""
+    runs = await _finished_runs(suite_name, run_key, SEARCH_LIMIT, exclude_run_key)
     tables = await _tables(suite_name, runs)
     for flow_run in runs:
         summary = tables.get((flow_run.id, summary_key(suite_name)))
@@ -145,7 +140,7 @@ async def find_record(
             if row.get("status") in ("passed", "failed", "errored") and "id" in row
         }
         return RunRecord(
-            run_key=_run_key_of(flow_run),
+            run_key=_key_of_run(flow_run),
             flow_run_id=str(flow_run.id),
             statuses=statuses,
             figures=figures,
@@ -183,9 +178,7 @@ async def recent_runs(
 ) -> list[PastRun]:
     """The suite's latest finished runs with a summary, oldest first (without those of
     ``exclude_run_key``: the run a report is about)."""
-    runs = await _finished_runs(suite_name, None, None, limit)
-    if exclude_run_key is not None:
-        runs = [run for run in runs if _run_key_of(run) != exclude_run_key]
+    runs = await _finished_runs(suite_name, None, limit, exclude_run_key)
     tables = await _tables(suite_name, runs)
     past: list[PastRun] = []
     for flow_run in runs:
@@ -195,7 +188,7 @@ async def recent_runs(
         figures = {row.get("metric"): row.get("value") for row in _rows(summary)}
         past.append(
             PastRun(
-                run_key=_run_key_of(flow_run),
+                run_key=_key_of_run(flow_run),
                 started=flow_run.start_time,
                 passed=float(figures.get("passed") or 0),
                 conversations=float(figures.get("conversations") or 0),

@@ -141,8 +141,7 @@ def html_report(
                 ("", "count", "conversations"),
                 (
                     (name.replace("_", " "), len(ids), ", ".join(ids[:30]))
-                    for name in ("newly_failing", "fixed", "still_failing", "added", "removed")
-                    for ids in [getattr(comparison, name)]
+                    for name, ids in comparison.lists()
                 ),
             )
         )

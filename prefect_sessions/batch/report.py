@@ -220,8 +220,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     """The comparison with the baseline as markdown (its own artifact, and part of the report)."""
     parts = [f"Compared with run `{comparison.baseline_run_key}`.", ""]
     parts += ["| | conversations |", "|---|---|"]
-    for name in ("newly_failing", "fixed", "still_failing", "added", "removed"):
-        listed: list[str] = getattr(comparison, name)
+    for name, listed in comparison.lists():
         shown = ", ".join(f"`{i}`" for i in listed[:20]) + (" ..." if len(listed) > 20 else "")
         parts.append(f"| {name.replace('_', ' ')} ({len(listed)}) | {shown} |")
     if comparison.figures:

@@ -28,7 +28,13 @@ from prefect_sessions.batch.chunks import (
     slug,
 )
 from prefect_sessions.batch.comparison import RunRecord, compare
-from prefect_sessions.batch.history import find_record, require_record, tag_this_run
+from prefect_sessions.batch.history import (
+    conversations_key,
+    find_record,
+    require_record,
+    summary_key,
+    tag_this_run,
+)
 from prefect_sessions.batch.report import (
     FailOn,
     RunSummary,
@@ -37,7 +43,7 @@ from prefect_sessions.batch.report import (
     markdown_report,
 )
 from prefect_sessions.batch.shards import SHARD_DEPLOYMENT, run_sharded
-from prefect_sessions.batch.verdicts import Verdict, latency_figures, verdicts
+from prefect_sessions.batch.verdicts import Verdict, latency_figures, summed_usage, verdicts
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.selection import selection_of
 from prefect_sessions.conversation.suite import LoadedSuite
@@ -220,10 +226,6 @@ def summarize(
 ) -> RunSummary:
     """A run's summary from its verdicts and its results."""
     statuses = [verdict.status for verdict in judged]
-    usage: dict[str, float] = {}
-    for verdict in judged:
-        for name, amount in verdict.usage.items():
-            usage[name] = round(usage.get(name, 0.0) + amount, 4)
     return RunSummary(
         suite=loaded.suite.name,
         provider=loaded.suite.provider,
@@ -241,7 +243,7 @@ def summarize(
         results_path=str(results_path),
         shards=shards,
         latency=latency_figures(latest),
-        usage=usage,
+        usage=summed_usage(verdict.usage for verdict in judged),
         selection=loaded.selection.describe(),
         fail_on=fail_on,
         flow_run_id=flow_run_id,
@@ -286,12 +288,12 @@ async def _publish(
     description = f"{summary.suite}: run {summary.run_key}"
     await acreate_table_artifact(
         table=[{"metric": name, "value": value} for name, value in summary.figures().items()],
-        key=f"{key}-summary",
+        key=summary_key(summary.suite),
         description=description,
     )
     await acreate_table_artifact(
         table=conversation_rows(judged),
-        key=f"{key}-conversations",
+        key=conversations_key(summary.suite),
         description=f"{description}: each conversation's verdict",
     )
     if summary.comparison is not None:

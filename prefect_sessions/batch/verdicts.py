@@ -77,10 +77,6 @@ def _verdict(runs: list[ConversationResult]) -> Verdict:
         status = "errored"
     first_bad = next((run for run in runs if run.status != "passed"), None)
     latencies = [turn.latency_ms for run in runs for turn in run.turns if turn.latency_ms > 0]
-    usage: dict[str, float] = {}
-    for run in runs:
-        for name, amount in run.usage.items():
-            usage[name] = round(usage.get(name, 0.0) + amount, 4)
     return Verdict(
         id=last.id,
         status=status,
@@ -97,8 +93,17 @@ def _verdict(runs: list[ConversationResult]) -> Verdict:
         rate_limited=sum(run.rate_limited for run in runs),
         reason=first_bad.reason if first_bad is not None and status != "passed" else None,
         cause=cause_of(first_bad) if first_bad is not None and status != "passed" else None,
-        usage=usage,
+        usage=summed_usage(run.usage for run in runs),
     )
+
+
+def summed_usage(amounts: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Named usage amounts added up (a conversation's runs, a run's conversations)."""
+    total: dict[str, float] = {}
+    for usage in amounts:
+        for name, amount in usage.items():
+            total[name] = round(total.get(name, 0.0) + amount, 4)
+    return total
 
 
 def verdicts(results: Iterable[ConversationResult]) -> list[Verdict]:

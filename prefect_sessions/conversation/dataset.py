@@ -21,6 +21,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
+from prefect_sessions.conversation.results import run_key_of
 from prefect_sessions.conversation.suite import (
     TAG_PATTERN,
     ConversationSpec,
@@ -120,11 +121,6 @@ def _rows(path: Path, source: str) -> Iterator[tuple[int | None, dict[str, Any]]
         ) from None
     except csv.Error as exc:  # e.g. a cell over the csv module's field size limit
         raise SuiteError(source, [f"{path}: not readable as CSV: {exc}"]) from None
-
-
-def run_key_of(conversation_id: str, repetition: int, repeats: int) -> str:
-    """``id`` for a conversation run once, ``id#2`` for the second of its repeated runs."""
-    return conversation_id if repeats == 1 else f"{conversation_id}#{repetition}"
 
 
 def _row_tags(row: Mapping[str, Any]) -> tuple[str, ...]:

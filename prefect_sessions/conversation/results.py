@@ -18,6 +18,11 @@ from pydantic import BaseModel, Field, ValidationError
 Status = Literal["passed", "failed", "errored"]
 
 
+def run_key_of(conversation_id: str, repetition: int, repeats: int) -> str:
+    """``id`` for a conversation run once, ``id#2`` for the second of its repeated runs."""
+    return conversation_id if repeats == 1 else f"{conversation_id}#{repetition}"
+
+
 class TurnRecord(BaseModel):
     """One turn as it happened."""
 
@@ -62,7 +67,7 @@ class ConversationResult(BaseModel):
     @property
     def key(self) -> str:
         """This run of the conversation in a results file: ``id``, or ``id#2`` when repeated."""
-        return self.id if self.repeats == 1 else f"{self.id}#{self.repetition}"
+        return run_key_of(self.id, self.repetition, self.repeats)
 
 
 class ResultStore:

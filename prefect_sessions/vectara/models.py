@@ -95,13 +95,6 @@ class SessionContextUsage(_Response):
     total_tokens: int | None = None
     model_context_window: int | None = None
 
-    @property
-    def share(self) -> float | None:
-        """The share of the model's context window the last call used."""
-        if not self.total_tokens or not self.model_context_window:
-            return None
-        return self.total_tokens / self.model_context_window
-
 
 class CreateSessionRequest(_Request):
     """The body of *create session* (``CreateAgentSessionRequest``)."""

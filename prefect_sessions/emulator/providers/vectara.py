@@ -276,7 +276,7 @@ async def _input(request: Request) -> dict[str, Any]:
             raise _bad("tool_outputs", "must be a non-empty array")
     if kind != "input_message":
         return given
-    messages, _ = _messages_of(body)
+    messages = _messages_of(body)
     since, behavior = body.get("since"), body.get("behavior")
     if since is not None and (not isinstance(since, str) or not _SINCE.match(since)):
         raise _bad("since", "must be 'start' or an event ID (aev_...)")
@@ -304,7 +304,7 @@ async def _input_message(request: Request) -> tuple[list[dict[str, Any]], bool]:
     return [{"type": "text", "content": fields["message"]}], stream
 
 
-def _messages_of(body: dict[str, Any]) -> tuple[list[dict[str, Any]], None]:
+def _messages_of(body: dict[str, Any]) -> list[dict[str, Any]]:
     """A JSON message's text inputs, checked."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -314,7 +314,7 @@ def _messages_of(body: dict[str, Any]) -> tuple[list[dict[str, Any]], None]:
             raise _bad(f"messages[{index}].content", "must be a string")
         if message.get("type", "text") != "text":
             raise _bad(f"messages[{index}].type", "must be 'text'")
-    return [{"type": "text", "content": m["content"]} for m in messages], None
+    return [{"type": "text", "content": m["content"]} for m in messages]
 
 
 def _event(store: VectaraStore, session_key: str, kind: str, **fields: Any) -> dict[str, Any]:
