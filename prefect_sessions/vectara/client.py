@@ -28,6 +28,7 @@ from prefect_sessions.vectara.models import (
     AgentInput,
     AgentOutputEvent,
     AgentSession,
+    ClientToolPendingCall,
     Compact,
     ContextConsumedEvent,
     CreateSessionRequest,
@@ -559,18 +560,61 @@ class VectaraClient:
 
     async def get_event(self, agent_key: str, session_key: str, event_id: str) -> AgentEvent:
         """One event by its ID (``aev_...``)."""
+        return await self._event_call("GET", "get", agent_key, session_key, event_id)
+
+    async def hide_event(self, agent_key: str, session_key: str, event_id: str) -> AgentEvent:
+        """Hide an event: it leaves the agent's context and the default events list (listed
+        again with ``include_hidden=True``)."""
+        return await self._event_call("POST", "hide", agent_key, session_key, event_id)
+
+    async def unhide_event(self, agent_key: str, session_key: str, event_id: str) -> AgentEvent:
+        """Bring a hidden event back into the agent's context."""
+        return await self._event_call("POST", "unhide", agent_key, session_key, event_id)
+
+    async def delete_event(self, agent_key: str, session_key: str, event_id: str) -> None:
+        """Delete an event for good (from the vendor's metadata database and event store)."""
+        await self._event_request("DELETE", "delete", agent_key, session_key, event_id)
+
+    async def _event_call(
+        self, method: str, action: str, agent_key: str, session_key: str, event_id: str
+    ) -> AgentEvent:
+        response = await self._event_request(method, action, agent_key, session_key, event_id)
+        return parse_event(self.http.read_json(response, f"{action} event", expect=dict))
+
+    async def _event_request(
+        self, method: str, action: str, agent_key: str, session_key: str, event_id: str
+    ) -> httpx.Response:
         try:
             checked = quote(check_event_id(event_id), safe="")
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        operation = "get event"
+        path = f"{self._session_path(agent_key, session_key)}/events/{checked}"
+        if action in ("hide", "unhide"):
+            path = f"{path}/{action}"
+        # Reading, hiding, unhiding and deleting land on the same state however often sent.
+        return await self.http.request(method, path, operation=f"{action} event", idempotent=True)
+
+    async def outstanding_client_tool_calls(
+        self, agent_key: str, session_key: str
+    ) -> list[ClientToolPendingCall]:
+        """The client tool calls the session is parked on, one per ``tool_input`` still awaiting
+        a ``tool_output``: the durable way to recover them after a lost stream. Answer each with
+        :meth:`send_tool_outputs`. Their arguments may hold secrets the tool needs."""
+        operation = "list outstanding client tool calls"
         response = await self.http.request(
             "GET",
-            f"{self._session_path(agent_key, session_key)}/events/{checked}",
+            f"{self._session_path(agent_key, session_key)}/outstanding_client_tool_calls",
             operation=operation,
             idempotent=True,
         )
-        return parse_event(self.http.read_json(response, operation, expect=dict))
+        payload = self.http.read_json(response, operation, expect=dict)
+        calls = payload.get("client_tool_calls")
+        if not isinstance(calls, list):
+            raise self.http.unreadable(response, operation, "'client_tool_calls' is not a list")
+        try:
+            return [ClientToolPendingCall.model_validate(call) for call in calls]
+        except ValueError as exc:
+            raise self.http.unreadable(response, operation, _first_error(exc)) from None
 
     # -- reading answers ------------------------------------------------------------------------
 

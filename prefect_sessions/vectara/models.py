@@ -406,12 +406,13 @@ class SessionInterruptedEvent(_Event):
 
 
 class ClientToolPendingCall(_Response):
-    """A client tool call awaiting its output."""
+    """A client tool call awaiting its output. Its arguments are kept out of its repr: the
+    vendor sends secret-derived values unmasked, for the client to run the tool with."""
 
     event_id: str
     tool_configuration_name: str | None = None
     tool_name: str | None = None
-    arguments: dict[str, Any] = Field(default_factory=dict)
+    arguments: dict[str, Any] = Field(default_factory=dict, repr=False)
 
 
 class ClientToolPendingEvent(_Event):

@@ -27,6 +27,7 @@ from prefect_sessions.emulator.agent import AgentScript, split_for_streaming
 from prefect_sessions.emulator.api import EmulatedAPI, bearer_or_api_key
 from prefect_sessions.emulator.context import emulator_state
 from prefect_sessions.emulator.errors import phrase
+from prefect_sessions.emulator.providers.metadata_filter import FilterSyntaxError, compile_filter
 
 _KEY = re.compile(r"^[0-9a-zA-Z_-]{1,50}$")
 
@@ -185,21 +186,106 @@ def _check_common(body: dict[str, Any]) -> None:
         raise _bad("name", "must not be empty")
 
 
-def _check_agent(body: dict[str, Any], *, required: bool) -> None:
-    if required:
-        for field in ("name", "tool_configurations", "model", "first_step"):
+#: The fields an agent body may set (Vectara's ``CreateAgentRequest``); others are not stored.
+_AGENT_FIELDS = (
+    "key",
+    "name",
+    "description",
+    "tool_configurations",
+    "model",
+    "first_step",
+    "first_step_name",
+    "steps",
+    "metadata",
+    "enabled",
+    "skills",
+    "compaction",
+    "tool_output_offloading",
+)
+#: Each tool-configuration type in ``AgentToolConfiguration``'s discriminator, with the fields
+#: its schema requires besides ``type``.
+_TOOL_TYPES: dict[str, tuple[str, ...]] = {
+    "reference": ("tool_configuration_key",),
+    "dynamic_vectara": (),
+    "mcp": (),
+    "corpora_search": ("query_configuration",),
+    "web_search": (),
+    "web_get": (),
+    "lambda": (),
+    "client": ("tool_id",),
+    "sub_agent": ("sub_agent_configuration",),
+    "artifact_read": (),
+    "artifact_grep": (),
+    "image_read": (),
+    "document_conversion": (),
+    "get_document_text": (),
+}
+
+
+def _check_tools(tools: dict[str, Any]) -> None:
+    for name, tool in tools.items():
+        where = f"tool_configurations.{name}"
+        if tool is None:  # the schema's values are nullable
+            continue
+        if not isinstance(tool, dict):
+            raise _bad(where, "must be an object with a 'type'")
+        if tool.get("type") not in _TOOL_TYPES:
+            raise _bad(f"{where}.type", f"must be one of {', '.join(sorted(_TOOL_TYPES))}")
+        for field in _TOOL_TYPES[tool["type"]]:
+            if field not in tool:
+                raise _bad(f"{where}.{field}", f"is required for a '{tool['type']}' tool")
+
+
+def _without_nulls(value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _without_nulls(item) if isinstance(item, dict) else item
+        for key, item in value.items()
+        if item is not None
+    }
+
+
+def _check_agent(body: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    """The agent fields of a create, replace or update body, checked."""
+    body = {field: body[field] for field in _AGENT_FIELDS if field in body}
+    if required:  # a null in a new agent is the field left out
+        body = {field: value for field, value in body.items() if value is not None}
+        for field in ("name", "tool_configurations", "model"):
             if field not in body:
                 raise _bad(field, "is required")
+        if "first_step" not in body and "first_step_name" not in body:
+            raise _bad("first_step", "is required unless steps and first_step_name are given")
     _check_common(body)
     if "name" in body and len(body["name"]) > 50:
         raise _bad("name", "must be at most 50 characters")
     _check(body, "tool_configurations", dict, "an object")
     _check(body, "model", dict, "an object")
     _check(body, "first_step", dict, "an object")
+    _check(body, "steps", dict, "an object")
+    _check(body, "first_step_name", str, "a string")
+    # A null inside a step is the setting left out: the vendor's stored steps have none.
+    if isinstance(body.get("first_step"), dict):
+        body["first_step"] = _without_nulls(body["first_step"])
+    if isinstance(body.get("steps"), dict):
+        body["steps"] = {
+            name: _without_nulls(step) if isinstance(step, dict) else step
+            for name, step in body["steps"].items()
+        }
+    _check_tools(body.get("tool_configurations") or {})
     if "model" in body and not isinstance(body["model"].get("name"), str):
         raise _bad("model.name", "is required")
-    if "first_step" in body and not isinstance(body["first_step"].get("instructions"), list):
-        raise _bad("first_step.instructions", "is required")
+    steps = dict(body.get("steps") or {})
+    if "first_step_name" in body and body["first_step_name"] not in steps:
+        raise _bad("first_step_name", "must name one of the agent's steps")
+    for where, step in [("first_step", body.get("first_step")), *steps.items()]:
+        field = where if where == "first_step" else f"steps.{where}"
+        if step is None:
+            continue
+        if not isinstance(step, dict) or not isinstance(step.get("instructions"), list):
+            raise _bad(f"{field}.instructions", "must be a list: a step needs instructions")
+        name = step.get("name", where)
+        if not isinstance(name, str) or not 1 <= len(name) <= 255:
+            raise _bad(f"{field}.name", "must be 1 to 255 characters")
+    return body
 
 
 def _check_session(body: dict[str, Any]) -> None:
@@ -331,8 +417,12 @@ def _event(store: VectaraStore, session_key: str, kind: str, **fields: Any) -> d
 
 
 def _step_defaults(agent: dict[str, Any]) -> None:
-    """The defaults the vendor fills in a step it stores: its ``name`` (``first_step``, which
-    its SDK requires on every agent it reads) and its ``output_parser``."""
+    """What the vendor fills in an agent it stores: ``first_step`` from ``steps`` when only
+    ``first_step_name`` was given, the step's ``name`` (its SDK requires one on every agent it
+    reads) and its ``output_parser``."""
+    name = agent.get("first_step_name")
+    if "first_step" not in agent and isinstance(name, str):
+        agent["first_step"] = {"name": name, **agent["steps"][name]}
     step = agent.get("first_step")
     if isinstance(step, dict):
         step.setdefault("name", "first_step")
@@ -342,8 +432,7 @@ def _step_defaults(agent: dict[str, Any]) -> None:
 async def create_agent(request: Request) -> Response:
     _authenticate(request)
     store = emulator_state(request).vectara
-    body = await _json_object(request)
-    _check_agent(body, required=True)
+    body = _check_agent(await _json_object(request), required=True)
     key = body.get("key") or _new_key("agt", body["name"])
     if not isinstance(key, str) or not _KEY.match(key):
         raise _bad("key", "must be 1 to 50 letters, digits, '_' or '-'")
@@ -376,10 +465,13 @@ async def update_agent(agent_key: str, request: Request) -> Response:
     _authenticate(request)
     store = emulator_state(request).vectara
     agent = store.agent(agent_key)
-    body = await _json_object(request)
-    _check_agent(body, required=False)
-    allowed = ("name", "description", "tool_configurations", "model", "first_step")
-    agent.update({k: v for k, v in body.items() if k in (*allowed, "metadata", "enabled")})
+    body = _check_agent(await _json_object(request), required=False)
+    body.pop("key", None)
+    for field, value in body.items():  # a null clears a nullable field (compaction, ...)
+        if value is None:
+            agent.pop(field, None)
+        else:
+            agent[field] = value
     _step_defaults(agent)
     agent["updated_at"] = store.now()
     return JSONResponse(agent)
@@ -389,8 +481,7 @@ async def replace_agent(agent_key: str, request: Request) -> Response:
     _authenticate(request)
     store = emulator_state(request).vectara
     old = store.agent(agent_key)
-    body = await _json_object(request)
-    _check_agent(body, required=True)
+    body = _check_agent(await _json_object(request), required=True)
     body.pop("key", None)
     agent = {"metadata": {}, "enabled": True, **body, "key": agent_key}
     _step_defaults(agent)
@@ -461,18 +552,15 @@ async def list_sessions(agent_key: str, request: Request) -> Response:
     return JSONResponse(_page(sessions, request, "sessions"))
 
 
-_METADATA_FILTER = re.compile(r"^\s*(?:metadata\.)?([A-Za-z_][\w]*)\s*=\s*'([^']*)'\s*$")
-
-
 def _metadata_filtered(items: list[dict[str, Any]], expression: str | None) -> list[dict[str, Any]]:
-    """``field = 'value'``: the one form of Vectara's metadata filter the emulator evaluates."""
+    """The items whose ``metadata`` matches Vectara's filter expression."""
     if not expression:
         return items
-    match = _METADATA_FILTER.match(expression)
-    if match is None:
-        raise _bad("metadata_filter", "the emulator evaluates only \"field = 'value'\" filters")
-    field, value = match.groups()
-    return [item for item in items if str(item.get("metadata", {}).get(field)) == value]
+    try:
+        matches = compile_filter(expression)
+    except FilterSyntaxError as exc:
+        raise _bad("metadata_filter", str(exc)) from None
+    return [item for item in items if matches(item.get("metadata") or {})]
 
 
 async def get_session(agent_key: str, session_key: str, request: Request) -> Response:
@@ -634,11 +722,56 @@ async def list_events(agent_key: str, session_key: str, request: Request) -> Res
 async def get_event(agent_key: str, session_key: str, event_id: str, request: Request) -> Response:
     _authenticate(request)
     store = emulator_state(request).vectara
+    return JSONResponse(_find_event(store, agent_key, session_key, event_id))
+
+
+def _find_event(
+    store: VectaraStore, agent_key: str, session_key: str, event_id: str
+) -> dict[str, Any]:
     store.session(agent_key, session_key)
     for event in store.events.get((agent_key, session_key), []):
         if event["id"] == event_id:
-            return JSONResponse(event)
+            return event
     raise VectaraHTTPError(404, f"event_not_found: no event '{event_id}'", missing_id=event_id)
+
+
+async def delete_event(
+    agent_key: str, session_key: str, event_id: str, request: Request
+) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    event = _find_event(store, agent_key, session_key, event_id)
+    store.events[(agent_key, session_key)].remove(event)
+    store.hidden.discard(event_id)
+    return Response(status_code=204)
+
+
+async def hide_event(agent_key: str, session_key: str, event_id: str, request: Request) -> Response:
+    """Hidden events leave the agent's context and the default events list."""
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    event = _find_event(store, agent_key, session_key, event_id)
+    store.hidden.add(event_id)
+    return JSONResponse(event)
+
+
+async def unhide_event(
+    agent_key: str, session_key: str, event_id: str, request: Request
+) -> Response:
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    event = _find_event(store, agent_key, session_key, event_id)
+    store.hidden.discard(event_id)
+    return JSONResponse(event)
+
+
+async def list_outstanding_client_tool_calls(
+    agent_key: str, session_key: str, request: Request
+) -> Response:
+    """Always empty: the scripted agent has no client tools, so no session parks on one."""
+    _authenticate(request)
+    emulator_state(request).vectara.session(agent_key, session_key)
+    return JSONResponse({"client_tool_calls": []})
 
 
 async def list_artifacts(agent_key: str, session_key: str, request: Request) -> Response:
@@ -718,6 +851,15 @@ def build_router() -> APIRouter:
     router.add_api_route("/{agent_key}/sessions/{session_key}/events", list_events, methods=["GET"])
     router.add_api_route(
         "/{agent_key}/sessions/{session_key}/events/{event_id}", get_event, methods=["GET"]
+    )
+    event = "/{agent_key}/sessions/{session_key}/events/{event_id}"
+    router.add_api_route(event, delete_event, methods=["DELETE"])
+    router.add_api_route(f"{event}/hide", hide_event, methods=["POST"])
+    router.add_api_route(f"{event}/unhide", unhide_event, methods=["POST"])
+    router.add_api_route(
+        "/{agent_key}/sessions/{session_key}/outstanding_client_tool_calls",
+        list_outstanding_client_tool_calls,
+        methods=["GET"],
     )
     router.add_api_route(
         "/{agent_key}/sessions/{session_key}/artifacts", list_artifacts, methods=["GET"]

@@ -164,6 +164,87 @@ def test_agents_can_be_created_updated_and_deleted(client: httpx.Client) -> None
     assert client.get(f"/v2/agents/{key}").status_code == 404
 
 
+AGENT_BODY = {
+    "name": "Billing",
+    "tool_configurations": {},
+    "model": {"name": "gpt-4o"},
+    "first_step": {"type": "conversational", "instructions": []},
+}
+
+
+@pytest.mark.parametrize(
+    ("tools", "field"),
+    [
+        ({"kb": {"type": "corpora_search"}}, "tool_configurations.kb.query_configuration"),
+        ({"kb": {"type": "telepathy"}}, "tool_configurations.kb.type"),
+        ({"kb": "search"}, "tool_configurations.kb"),
+        ({"notify": {"type": "client"}}, "tool_configurations.notify.tool_id"),
+    ],
+)
+def test_a_tool_configuration_no_schema_allows_is_refused(
+    client: httpx.Client, tools: dict[str, object], field: str
+) -> None:
+    refused = client.post("/v2/agents", json={**AGENT_BODY, "tool_configurations": tools})
+    assert refused.status_code == 400
+    assert field in refused.json()["field_errors"]
+
+
+def test_an_agent_stores_only_documented_fields(client: httpx.Client) -> None:
+    tools = {"web": {"type": "web_search", "argument_override": {"limit": 5}}}
+    body = {**AGENT_BODY, "tool_configurations": tools, "mood": "cheerful", "": [{}]}
+    agent = client.post("/v2/agents", json=body).json()
+    assert agent["tool_configurations"] == tools
+    assert "mood" not in agent
+    assert "" not in agent
+    patched = client.patch(f"/v2/agents/{agent['key']}", json={"mood": "grumpy"}).json()
+    assert "mood" not in patched
+
+
+def test_an_agent_of_named_steps_starts_at_its_first_step_name(client: httpx.Client) -> None:
+    steps = {"triage": {"type": "conversational", "instructions": []}}
+    body = {**AGENT_BODY, "steps": steps, "first_step_name": "triage"}
+    del body["first_step"]
+    agent = client.post("/v2/agents", json=body).json()
+    assert agent["first_step"]["name"] == "triage"
+    wrong = client.post("/v2/agents", json={**body, "first_step_name": "billing"})
+    assert wrong.status_code == 400
+    assert "first_step_name" in wrong.json()["field_errors"]
+    del body["first_step_name"]
+    neither = client.post("/v2/agents", json=body)
+    assert "first_step" in neither.json()["field_errors"]
+
+
+def test_events_can_be_hidden_unhidden_and_deleted(client: httpx.Client) -> None:
+    session = new_session(client)
+    asked, answered = send(client, session, "I need a refund").json()["events"]
+    events = f"/v2/agents/{AGENT}/sessions/{session}/events"
+
+    def listed(**params: str) -> list[str]:
+        return [e["id"] for e in client.get(events, params=params).json()["events"]]
+
+    assert client.post(f"{events}/{asked['id']}/hide").json()["id"] == asked["id"]
+    assert listed() == [answered["id"]]
+    assert listed(include_hidden="true") == [asked["id"], answered["id"]]
+    assert client.post(f"{events}/{asked['id']}/unhide").status_code == 200
+    assert listed() == [asked["id"], answered["id"]]
+    assert client.delete(f"{events}/{answered['id']}").status_code == 204
+    assert listed(include_hidden="true") == [asked["id"]]
+    assert client.delete(f"{events}/{answered['id']}").status_code == 404
+    outstanding = client.get(f"/v2/agents/{AGENT}/sessions/{session}/outstanding_client_tool_calls")
+    assert outstanding.json() == {"client_tool_calls": []}
+
+
+def test_sessions_are_listed_by_a_metadata_expression(client: httpx.Client) -> None:
+    premium = new_session(client, metadata={"tier": 3, "region": "us"})
+    new_session(client, metadata={"tier": 1, "region": "us"})
+    sessions = f"/v2/agents/{AGENT}/sessions"
+    found = client.get(sessions, params={"metadata_filter": "tier >= 2 AND region = 'us'"})
+    assert [s["key"] for s in found.json()["sessions"]] == [premium]
+    garbled = client.get(sessions, params={"metadata_filter": "tier >"})
+    assert garbled.status_code == 400
+    assert "expected a value" in garbled.json()["field_errors"]["metadata_filter"]
+
+
 def test_rate_limit_exceeded(emulator: EmulatorHandle, client: httpx.Client) -> None:
     # A window that answers with Retry-After (the default is a bare 429 past 5 in flight,
     # tests/integration/emulator/test_limits.py).

@@ -12,9 +12,11 @@ import pytest
 from pydantic import SecretStr
 
 from prefect_sessions.emulator import EmulatorConfig, EmulatorHandle, run_emulator
+from prefect_sessions.errors import NotFoundError
 from prefect_sessions.seam.adapter import ConnectionSettings
 from prefect_sessions.seam.turns import Turn
 from prefect_sessions.vectara import (
+    ClientToolPendingCall,
     CompactionEvent,
     InputMessageEvent,
     SessionBusyError,
@@ -138,3 +140,35 @@ async def test_a_streamed_answer_reports_its_echo_and_context_usage(emulator) ->
     assert reply.input_event_id.startswith("aev_")
     assert reply.context_usage is not None
     assert reply.context_usage.model_context_window == 128_000
+
+
+async def test_events_are_hidden_unhidden_and_deleted_through_the_client(
+    emulator: EmulatorHandle,
+) -> None:
+    async with credentials(emulator.url).get_client() as client:
+        session = await client.create_session(AGENT, name="tidy")
+        await client.send_message(AGENT, session.key, "I need a refund")
+        (asked, _answer) = [e async for e in client.list_events(AGENT, session.key)]
+        hidden = await client.hide_event(AGENT, session.key, asked.id)
+        assert isinstance(hidden, InputMessageEvent)
+        shown = [e.id async for e in client.list_events(AGENT, session.key)]
+        assert asked.id not in shown
+        await client.unhide_event(AGENT, session.key, asked.id)
+        assert asked.id in [e.id async for e in client.list_events(AGENT, session.key)]
+        await client.delete_event(AGENT, session.key, asked.id)
+        every = [e.id async for e in client.list_events(AGENT, session.key, include_hidden=True)]
+        assert asked.id not in every
+        with pytest.raises(NotFoundError):
+            await client.get_event(AGENT, session.key, asked.id)
+        assert await client.outstanding_client_tool_calls(AGENT, session.key) == []
+
+
+def test_a_pending_client_tool_calls_arguments_stay_out_of_its_repr() -> None:
+    call = ClientToolPendingCall(
+        event_id="aev_1",
+        tool_configuration_name="notify",
+        tool_name="notify",
+        arguments={"token": "xoxb-canary-secret"},
+    )
+    assert "xoxb-canary-secret" not in repr(call)
+    assert call.arguments["token"] == "xoxb-canary-secret"
