@@ -41,7 +41,7 @@ async def triggered_conversation(
         credentials: The credentials block of the provider to talk to.
         variables: Session variables (from the event's payload), e.g. the customer's name.
         provider_fields: Settings the block does not hold: agent_key for Vectara; avatar_id,
-            context_id, is_sandbox for LiveAvatar.
+            context_id or voice_agent_id, is_sandbox for LiveAvatar.
         base_url: Send requests here instead of the block's base URL.
         source_event_id: ID of the event that started the run, echoed in the outcome event.
     """

@@ -38,6 +38,7 @@ from prefect_sessions.liveavatar.models import (
     TranscriptEntry,
     TranscriptPage,
     VideoSettings,
+    VoiceAgentRef,
     parse_lite_event,
 )
 from prefect_sessions.liveavatar.session import LiveAvatarSession
@@ -99,6 +100,7 @@ __all__ = [
     "TranscriptEntry",
     "TranscriptPage",
     "VideoSettings",
+    "VoiceAgentRef",
     "acreate_session_token",
     "aget_session",
     "aget_transcript",

@@ -15,7 +15,12 @@ from typing import Any
 
 from prefect_sessions.liveavatar.client import LiveAvatarClient
 from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
-from prefect_sessions.liveavatar.models import AvatarPersona, FullSessionConfig, SessionToken
+from prefect_sessions.liveavatar.models import (
+    AvatarPersona,
+    FullSessionConfig,
+    SessionToken,
+    VoiceAgentRef,
+)
 from prefect_sessions.seam.adapter import (
     ClientAdapter,
     ConnectionSettings,
@@ -51,6 +56,7 @@ class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
         fields = settings.fields
         self.avatar_id = str(fields.get("avatar_id") or SANDBOX_AVATAR_ID)
         self.context_id = fields.get("context_id")
+        self.voice_agent_id = fields.get("voice_agent_id")
         self.sandbox = bool(fields.get("is_sandbox", True))
 
     async def open_client(self) -> LiveAvatarClient:
@@ -75,9 +81,14 @@ class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
         if turn.kind == "launch":
             if handle.session_id is not None:
                 raise ConversationFailure("the LiveAvatar session is already launched")
+            persona: dict[str, Any] = (
+                {"voice_agent": VoiceAgentRef(id=self.voice_agent_id)}
+                if self.voice_agent_id
+                else {"avatar_persona": AvatarPersona(context_id=self.context_id)}
+            )
             config = FullSessionConfig(
                 avatar_id=self.avatar_id,
-                avatar_persona=AvatarPersona(context_id=self.context_id),
+                **persona,
                 dynamic_variables=handle.variables or None,
                 is_sandbox=self.sandbox,
             )

@@ -258,8 +258,48 @@ class _TokenConfig(_Request):
 # -- FULL mode ------------------------------------------------------------------------------------
 
 
+def _checked_dynamic_variables(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > MAX_DYNAMIC_VARIABLES:
+        raise ValueError(
+            f"at most {MAX_DYNAMIC_VARIABLES} entries are allowed, got {len(value)}: pass "
+            "only the variables the context's prompt and opening text use"
+        )
+    for key, text in value.items():
+        if len(key) > MAX_DYNAMIC_VARIABLE_KEY:
+            raise ValueError(
+                f"key {key[:20]!r}... is {len(key)} characters; keys may have at most "
+                f"{MAX_DYNAMIC_VARIABLE_KEY}: rename the placeholder"
+            )
+        if len(text) > MAX_DYNAMIC_VARIABLE_VALUE:
+            raise ValueError(
+                f"value of {key!r} is {len(text)} characters; values may have at most "
+                f"{MAX_DYNAMIC_VARIABLE_VALUE}: shorten it or move it into the context"
+            )
+    return value
+
+
+class VoiceAgentRef(_Request):
+    """A stored voice agent (built in LiveAvatar's dashboard) by its id: the persona without
+    wiring voice, context and language on every request. The server resolves the agent's type:
+    a ``liveavatar_agent`` runs FULL, an ``elevenlabs_agent`` runs LITE even from a FULL token.
+    """
+
+    id: UUID
+    language: str | None = Field(default=None, min_length=1)
+    dynamic_variables: dict[str, str] | None = None
+
+    @field_validator("dynamic_variables")
+    @classmethod
+    def _within_documented_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _checked_dynamic_variables(value)
+
+
 class FullSessionConfig(_TokenConfig):
-    """A FULL-mode session: LiveAvatar runs the whole conversation (STT, LLM, TTS).
+    """A FULL-mode session: LiveAvatar runs the whole conversation (STT, LLM, TTS). Its persona
+    is either inline (``avatar_persona``, which the vendor now marks deprecated) or a stored
+    voice agent (``voice_agent``); exactly one is given.
 
     Example:
         ```python
@@ -269,11 +309,13 @@ class FullSessionConfig(_TokenConfig):
             dynamic_variables={"customer_name": "Ada"},
             is_sandbox=True,
         )
+        stored = FullSessionConfig(avatar_id=avatar_id, voice_agent=VoiceAgentRef(id=agent_id))
         ```
     """
 
     mode: Literal["FULL"] = "FULL"
-    avatar_persona: AvatarPersona
+    avatar_persona: AvatarPersona | None = None
+    voice_agent: VoiceAgentRef | None = None
     interactivity_type: InteractivityType = "CONVERSATIONAL"
     llm_configuration_id: UUID | None = None
     dynamic_variables: dict[str, str] | None = Field(
@@ -287,25 +329,16 @@ class FullSessionConfig(_TokenConfig):
     @field_validator("dynamic_variables")
     @classmethod
     def _within_documented_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        if len(value) > MAX_DYNAMIC_VARIABLES:
+        return _checked_dynamic_variables(value)
+
+    @model_validator(mode="after")
+    def _one_persona(self) -> FullSessionConfig:
+        if (self.avatar_persona is None) == (self.voice_agent is None):
             raise ValueError(
-                f"at most {MAX_DYNAMIC_VARIABLES} entries are allowed, got {len(value)}: pass "
-                "only the variables the context's prompt and opening text use"
+                "give avatar_persona (an inline voice and context) or voice_agent (a stored "
+                "voice agent's id), not both and not neither: LiveAvatar refuses either mistake"
             )
-        for key, text in value.items():
-            if len(key) > MAX_DYNAMIC_VARIABLE_KEY:
-                raise ValueError(
-                    f"key {key[:20]!r}... is {len(key)} characters; keys may have at most "
-                    f"{MAX_DYNAMIC_VARIABLE_KEY}: rename the placeholder"
-                )
-            if len(text) > MAX_DYNAMIC_VARIABLE_VALUE:
-                raise ValueError(
-                    f"value of {key!r} is {len(text)} characters; values may have at most "
-                    f"{MAX_DYNAMIC_VARIABLE_VALUE}: shorten it or move it into the context"
-                )
-        return value
+        return self
 
 
 # -- LITE mode ------------------------------------------------------------------------------------

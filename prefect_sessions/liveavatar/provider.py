@@ -13,7 +13,7 @@ PROVIDER = Provider(
     adapter=LiveAvatarAdapter,
     turn_kinds=frozenset({"launch", "no_reply"}),
     expectation_kinds=TEXT_EXPECTATIONS - {"trace_type"},
-    optional_connection=("avatar_id", "context_id", "is_sandbox"),
+    optional_connection=("avatar_id", "context_id", "voice_agent_id", "is_sandbox"),
     # A launch creates a session token, starts the session and reads the transcript; a
     # keep-alive turn sends one and reads the transcript; every session is stopped at the end.
     start_requests=0,

@@ -129,8 +129,55 @@ class PathAction(Action):
     payload: PathPayload
 
 
+class EndAction(Action):
+    """End the conversation, as Voiceflow's own runtime SDK does when its client disconnects."""
+
+    type: Literal["end"] = "end"
+    payload: None = None
+
+
+# The v4 action list names the next four types, but the vendor has not published their payloads
+# (the schemas behind its interact pages are collapsed): each payload is sent exactly as given.
+
+
+class MessageAction(Action):
+    """A message from a channel (v4). Its payload is sent as given."""
+
+    type: Literal["message"] = "message"
+
+
+class FileAction(Action):
+    """A file the user sent (v4). Its payload is sent as given."""
+
+    type: Literal["file"] = "file"
+
+
+class DTMFAction(Action):
+    """Keypad tones on a voice call (v4). Its payload is sent as given."""
+
+    type: Literal["dtmf"] = "dtmf"
+
+
+class LiveAgentHandoffAction(Action):
+    """Continue after a live-agent handoff trace, when the human agent hands the user back (v4).
+    Its payload is sent as given."""
+
+    type: Literal["live-agent-handoff"] = "live-agent-handoff"
+
+
 AnyAction = (
-    LaunchAction | TextAction | IntentAction | EventAction | NoReplyAction | PathAction | Action
+    LaunchAction
+    | TextAction
+    | IntentAction
+    | EventAction
+    | NoReplyAction
+    | PathAction
+    | EndAction
+    | MessageAction
+    | FileAction
+    | DTMFAction
+    | LiveAgentHandoffAction
+    | Action
 )
 
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
@@ -149,9 +150,16 @@ class _TokenCommon(BaseModel):
     max_session_duration: int | None = None
 
 
+class VoiceAgentRef(BaseModel):
+    id: uuid.UUID
+    language: str | None = None
+    dynamic_variables: dict[str, str] | None = None
+
+
 class FullSDKSessionTokenConfigDataSchema(_TokenCommon):
     mode: Literal["FULL"] = "FULL"
-    avatar_persona: AvatarPersonaSchema
+    avatar_persona: AvatarPersonaSchema | None = None
+    voice_agent: VoiceAgentRef | None = None
     interactivity_type: Literal["CONVERSATIONAL", "PUSH_TO_TALK"] = "CONVERSATIONAL"
     llm_configuration_id: uuid.UUID | None = None
     dynamic_variables: dict[str, str] | None = None
@@ -239,10 +247,19 @@ class LiveAvatarSession:
             self.updated_at = at
 
 
+#: The voice agents the emulator's account has, by id, with their stored ``agent_type``: one
+#: FULL-mode agent, and one ElevenLabs agent, whose sessions run LITE even from a FULL token.
+VOICE_AGENTS = {
+    "5f1e0b4a-3c2d-4e6f-8a9b-0c1d2e3f4a5b": "liveavatar_agent",
+    "7a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d": "elevenlabs_agent",
+}
+
+
 @dataclass
 class LiveAvatarStore:
     sessions: dict[str, LiveAvatarSession] = field(default_factory=dict)
     by_token: dict[str, str] = field(default_factory=dict)
+    voice_agents: dict[str, str] = field(default_factory=lambda: dict(VOICE_AGENTS))
 
 
 def _iso(moment: float) -> str:
@@ -381,17 +398,44 @@ _WAYNE = {
 }
 
 
+def _check_one_persona(payload: FullSDKSessionTokenConfigDataSchema) -> None:
+    """The docs: ``voice_agent`` is "mutually exclusive with avatar_persona"; one is needed."""
+    if (payload.voice_agent is None) == (payload.avatar_persona is None):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "FullSDKSessionTokenConfigDataSchema"),
+                    "msg": "Value error, Provide exactly one of avatar_persona or voice_agent",
+                    "input": None,
+                }
+            ]
+        )
+
+
 async def create_session_token(
     request: Request,
     payload: FullSDKSessionTokenConfigDataSchema | LiteSDKSessionTokenConfigDataSchema,
     api_key: ApiKey,
 ) -> Response:
     state = emulator_state(request)
+    if isinstance(payload, FullSDKSessionTokenConfigDataSchema):
+        _check_one_persona(payload)  # body validation comes before the account's checks
     avatar_id = str(payload.avatar_id)
     if payload.is_sandbox and avatar_id != SANDBOX_AVATAR_ID:
         raise LiveAvatarHTTPError(
             400, f"Sandbox mode only supports the sandbox avatar {SANDBOX_AVATAR_ID}"
         )
+    mode, connector = payload.mode, bool(getattr(payload, "connector", False))
+    voice_agent = None
+    if isinstance(payload, FullSDKSessionTokenConfigDataSchema):
+        voice_agent = payload.voice_agent
+    if voice_agent is not None:
+        agent_type = state.liveavatar.voice_agents.get(str(voice_agent.id))
+        if agent_type is None:
+            raise LiveAvatarHTTPError(404, f"Voice agent {voice_agent.id} not found")
+        if agent_type == "elevenlabs_agent":  # hosted by ElevenLabs: a LITE connector session
+            mode, connector = "LITE", True
     now = state.clock()
     session_id = str(uuid.uuid4())
     token = _jwt({"session_id": session_id, "iat": int(now)})
@@ -399,13 +443,13 @@ async def create_session_token(
         id=session_id,
         token=token,
         api_key=api_key,
-        mode=payload.mode,
+        mode=mode,
         avatar_id=avatar_id,
         is_sandbox=payload.is_sandbox,
         max_session_duration=payload.max_session_duration,
         created_at=now,
         byo_livekit=getattr(payload, "livekit_config", None),
-        connector=bool(getattr(payload, "connector", False)),
+        connector=connector,
     )
     state.liveavatar.sessions[session_id] = session
     state.liveavatar.by_token[token] = session_id

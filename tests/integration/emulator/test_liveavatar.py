@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -62,9 +63,47 @@ def test_token_start_stop_and_history(client: httpx.Client) -> None:
 def test_full_mode_needs_a_persona_and_gets_fastapis_422(client: httpx.Client) -> None:
     response = client.post("/v1/sessions/token", json={"mode": "FULL", "avatar_id": "not-a-uuid"})
     assert response.status_code == 422
-    locations = [tuple(item["loc"]) for item in response.json()["detail"]]
-    assert ("body", "FullSDKSessionTokenConfigDataSchema", "avatar_persona") in locations
+    detail = response.json()["detail"]
+    locations = [tuple(item["loc"]) for item in detail]
     assert ("body", "FullSDKSessionTokenConfigDataSchema", "avatar_id") in locations
+    valid_id = {"mode": "FULL", "avatar_id": SANDBOX_AVATAR_ID}
+    missing = client.post("/v1/sessions/token", json=valid_id)
+    assert missing.status_code == 422
+    assert "exactly one of avatar_persona or voice_agent" in missing.text
+
+
+FULL_AGENT, ELEVENLABS_AGENT = (
+    "5f1e0b4a-3c2d-4e6f-8a9b-0c1d2e3f4a5b",
+    "7a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d",
+)
+
+
+def test_full_mode_takes_a_stored_voice_agent_instead_of_a_persona(client: httpx.Client) -> None:
+    minted = token(client, mode="FULL", voice_agent={"id": FULL_AGENT, "language": "en"})
+    data = start(client, minted["session_token"]).json()["data"]
+    assert "ws_url" not in data
+    transcript = client.get(f"/v1/sessions/{minted['session_id']}/transcript").json()["data"]
+    assert transcript["transcript_data"][0]["role"] == "avatar"
+
+    both = {"avatar_persona": {"language": "en"}, "voice_agent": {"id": FULL_AGENT}}
+    refused = client.post(
+        "/v1/sessions/token", json={"mode": "FULL", "avatar_id": SANDBOX_AVATAR_ID, **both}
+    )
+    assert refused.status_code == 422
+    assert "exactly one of avatar_persona or voice_agent" in refused.text
+
+    unknown = {"mode": "FULL", "avatar_id": SANDBOX_AVATAR_ID, "voice_agent": {"id": str(uuid4())}}
+    missing = client.post("/v1/sessions/token", json=unknown)
+    assert missing.status_code == 404
+    assert "Voice agent" in missing.json()["message"]
+
+
+def test_an_elevenlabs_voice_agent_runs_lite_even_from_a_full_token(client: httpx.Client) -> None:
+    minted = token(client, mode="FULL", voice_agent={"id": ELEVENLABS_AGENT})
+    data = start(client, minted["session_token"]).json()["data"]
+    assert "ws_url" not in data  # a connector: the hosted agent converses, no socket
+    session = client.get(f"/v1/sessions/{minted['session_id']}").json()["data"]
+    assert session["mode"] == "LITE"
 
 
 def test_full_mode_records_the_avatars_greeting_in_the_transcript(client: httpx.Client) -> None:

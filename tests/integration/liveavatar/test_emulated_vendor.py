@@ -20,13 +20,18 @@ from prefect_sessions.liveavatar import (
     FullSessionConfig,
     LiteSessionConfig,
     LiveAvatarCredentials,
+    VoiceAgentRef,
 )
-from prefect_sessions.liveavatar.adapter import SANDBOX_AVATAR_ID
+from prefect_sessions.liveavatar.adapter import SANDBOX_AVATAR_ID, LiveAvatarAdapter
+from prefect_sessions.seam.adapter import ConnectionSettings
+from prefect_sessions.seam.turns import Turn
 
 API_KEY = "la-token-budget-key"
 FULL = FullSessionConfig(
     avatar_id=SANDBOX_AVATAR_ID, avatar_persona=AvatarPersona(), is_sandbox=True
 )
+#: The emulator's stored FULL-mode voice agent (``VOICE_AGENTS`` in its LiveAvatar module).
+FULL_VOICE_AGENT = "5f1e0b4a-3c2d-4e6f-8a9b-0c1d2e3f4a5b"
 KEEP_ALIVE, STOP = "POST /v1/sessions/keep-alive", "POST /v1/sessions/stop"
 SESSIONS = 6
 
@@ -124,3 +129,34 @@ async def test_the_emulators_lite_socket_echoes_the_speak_event_id(emulator: Emu
             ended = await socket.wait_for("agent.speak_ended")
     assert event_id == "speak-42"
     assert started.event_id == ended.event_id == "speak-42"
+
+
+def test_a_full_session_has_exactly_one_persona() -> None:
+    stored = VoiceAgentRef(id=uuid4(), dynamic_variables={"name": "Ada"})
+    config = FullSessionConfig(avatar_id=SANDBOX_AVATAR_ID, voice_agent=stored)
+    assert config.to_body()["voice_agent"] == {
+        "id": str(stored.id),
+        "dynamic_variables": {"name": "Ada"},
+    }
+    assert "avatar_persona" not in config.to_body()
+    for personas in ({}, {"voice_agent": stored, "avatar_persona": AvatarPersona()}):
+        with pytest.raises(ValueError, match=r"give avatar_persona .* or voice_agent"):
+            FullSessionConfig(avatar_id=SANDBOX_AVATAR_ID, **personas)
+    with pytest.raises(ValueError, match="at most 50 entries"):
+        VoiceAgentRef(id=uuid4(), dynamic_variables={str(i): "x" for i in range(51)})
+
+
+async def test_a_suite_conversation_runs_on_a_stored_voice_agent(emulator: EmulatorHandle):
+    settings = ConnectionSettings(
+        base_url=emulator.url,
+        api_key=SecretStr(API_KEY),
+        fields={"voice_agent_id": FULL_VOICE_AGENT},
+    )
+    async with LiveAvatarAdapter(settings) as adapter:
+        handle = await adapter.start("stored-agent", {})
+        reply = await adapter.turn(handle, Turn(kind="launch"))
+        await adapter.end(handle)
+    assert reply.messages  # the avatar's greeting
+    (session,) = emulator.state.liveavatar.sessions.values()
+    assert session.mode == "FULL"
+    assert session.end_reason == "USER_CLOSED"

@@ -12,8 +12,13 @@ from prefect_sessions.errors import ConfigurationError, OutcomeUnknownError
 from prefect_sessions.voiceflow import (
     ButtonNotFoundError,
     ChoiceTrace,
+    DTMFAction,
+    EndAction,
     EventAction,
+    FileAction,
     LaunchAction,
+    LiveAgentHandoffAction,
+    MessageAction,
     SessionKeyRejectedError,
     State,
     TextAction,
@@ -263,3 +268,36 @@ def test_credentials_hide_the_key_and_check_the_base_url():
         VoiceflowCredentials(
             api_key=API_KEY, project_id="p", base_url="general-runtime.voiceflow.com"
         )
+
+
+@pytest.mark.parametrize(
+    ("action", "wire"),
+    [
+        (EndAction(), {"type": "end"}),
+        (
+            MessageAction(payload={"message": "hi"}),
+            {"type": "message", "payload": {"message": "hi"}},
+        ),
+        (DTMFAction(payload="12#"), {"type": "dtmf", "payload": "12#"}),
+        (
+            FileAction(payload={"url": "u"}, time=5),
+            {"type": "file", "payload": {"url": "u"}, "time": 5},
+        ),
+        (LiveAgentHandoffAction(), {"type": "live-agent-handoff"}),
+    ],
+)
+async def test_the_v4_actions_go_out_with_their_type_and_the_payload_as_given(
+    httpx_mock, credentials, action, wire
+):
+    httpx_mock.add_response(url=f"{BASE}/v4/interact", json={"traces": []})
+    session = VoiceflowSession(user_id="u", session_key=SecretStr("k"), project_id="proj-1")
+    async with credentials.get_client() as client:
+        await client.interact(session, action)
+    assert body(httpx_mock.get_request())["action"] == wire
+
+
+def test_the_v4_action_types_are_fixed() -> None:
+    with pytest.raises(ValueError, match="literal_error"):
+        DTMFAction(type="text")
+    with pytest.raises(ValueError, match="none_required"):
+        EndAction(payload="bye")
