@@ -23,7 +23,9 @@ limit from which requests were accepted and which were refused, whatever its sha
 
 Which of the two a 429 speaks for is decided by :meth:`ConcurrencyEstimate.explains`: refusals
 that only come at more requests in flight than any recent success are a concurrency limit;
-refusals among successes at the same in-flight level are a rate limit.
+refusals among successes at the same in-flight level are a rate limit. A second that plainly
+shows a rate limit (:func:`rate_limit_evident`) overrides that: at a low rate a request sent with
+two in flight is chance, and taking it for a concurrency limit of one would stall the run.
 
 Everything here is pure bookkeeping on an injected clock, so properties can be tested without a
 network (``tests/integration/http/test_learning.py``).
@@ -160,6 +162,21 @@ class RateEstimate:
         return changed
 
 
+def rate_limit_evident(
+    measured: Measured, rate_at_send: float | None, *, beta: float = BETA
+) -> bool:
+    """Whether the last second shows a rate limit by itself: a whole second sent at the rate in
+    force, and far less got through. A 429 then speaks for the rate, even when it came at more
+    requests in flight than the recent successes had (at a low rate, one or two in flight is
+    chance, not a concurrency limit)."""
+    return (
+        rate_at_send is not None
+        and measured.whole_second
+        and measured.sent >= SATURATED * measured.paced > 0
+        and measured.goodput < beta * rate_at_send - 1.0 / HORIZON_SECONDS
+    )
+
+
 def next_rate_state(
     state: RateState | None,
     now: float,
@@ -180,11 +197,7 @@ def next_rate_state(
             # that can be done until something gets through.
             return state, False
         ceiling = goodput
-    elif (
-        measured.whole_second
-        and measured.sent >= SATURATED * measured.paced > 0
-        and goodput < beta * rate_at_send - 1.0 / HORIZON_SECONDS
-    ):
+    elif rate_limit_evident(measured, rate_at_send, beta=beta):
         # A whole second sent at the rate in force, and far less got through: that is the limit
         # (a window's or a bucket's capacity, a limit just lowered, or what another client
         # sharing the key leaves), however far the rate had overshot it.

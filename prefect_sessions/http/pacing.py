@@ -14,6 +14,10 @@ from the answers alone when nothing is published:
 - with no quota published, :mod:`prefect_sessions.http.learning` finds a rate limit or a limit
   on requests in flight from the 429s and the successes around them, starting slowly (a cap on
   requests in flight that doubles per round trip) and probing upward so a raised limit is found;
+- after a 429, the probe that looks for the limit's end waits until the last second holds no
+  more requests than the learned rate allows (a sliding log of sends), counting those sent
+  before the rate was lowered: a fixed window that a burst filled keeps refusing until it ends,
+  and a probe sent into it only collects another 429;
 - a 429's ``Retry-After`` pauses the whole key for as long as it surely means (the hint less its
   resolution: a whole-second value may be rounded up);
 - ``max_share`` keeps a run to a share of whatever limit is in force, leaving the rest of the
@@ -31,13 +35,19 @@ import hashlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from prefect_sessions.http.hints import RateLimitInfo, rate_limit_info
-from prefect_sessions.http.learning import ConcurrencyEstimate, RateEstimate
+from prefect_sessions.http.learning import (
+    HORIZON_SECONDS,
+    ConcurrencyEstimate,
+    RateEstimate,
+    rate_limit_evident,
+)
 
 # How far apart two answers' window ends may be and still speak of the same window.
 _SAME_WINDOW_SECONDS = 0.05
@@ -127,6 +137,8 @@ class Pacer:
         self._window_left = 0
         self._window_limit: int | None = None
         self._sent_total = 0
+        # When the requests of the last HORIZON_SECONDS left (for the learned rate's log).
+        self._sent_log: deque[float] = deque()
 
     @property
     def rate(self) -> float | None:
@@ -212,6 +224,27 @@ class Pacer:
         self._window_left -= 1
         return 0.0
 
+    def _log_wait(self, now: float, grant: Grant) -> float:
+        """Under the lock, as a request is about to leave: how long a probe after a 429 must
+        wait so that the last ``HORIZON_SECONDS`` hold no more requests than the learned rate
+        allows, counting those sent before it was lowered (0: now). Only the probe waits: the
+        requests after it are spaced at the rate, and a pause for them would make the next
+        second's measure of the limit count the pause instead."""
+        log = self._sent_log
+        while log and log[0] <= now - HORIZON_SECONDS:
+            log.popleft()
+        if not grant.probe or self._recovering_since is None:
+            return 0.0
+        if self._published_rate is not None or self._configured_rate is not None:
+            return 0.0  # a published or given rate is exact: its even spacing is enough
+        rate = self._rate(now)
+        if rate is None:
+            return 0.0
+        allowed = max(1, math.ceil(rate * HORIZON_SECONDS))
+        if len(log) < allowed:
+            return 0.0
+        return log[len(log) - allowed] + HORIZON_SECONDS - now
+
     async def acquire(self) -> Grant:
         """Wait for a turn to send; return the grant to hand back to :meth:`observe`."""
         grant = await self._acquire_local()
@@ -219,8 +252,13 @@ class Pacer:
             await self._wait_shared(grant)
             while True:
                 with self._lock:
-                    wait = self._window_wait(self._clock())
+                    current = self._clock()
+                    wait = self._log_wait(current, grant) or self._window_wait(current)
                     if wait <= 0:
+                        rate = self._rate(current)
+                        if grant.probe and rate:  # it may have left late: one interval after it
+                            self._next_slot = max(self._next_slot, current + 1.0 / rate)
+                        self._sent_log.append(current)
                         self._sending += 1
                         self._sent_total += 1
                         grant.sending = True
@@ -362,7 +400,8 @@ class Pacer:
         recovering = self._recovering_since
         if recovering is not None and grant.sent_at < recovering and not grant.probe:
             return  # sent before the rate was lowered: part of the overshoot already answered
-        if self._concurrency.explains(current, grant.in_flight):
+        rate_shown = rate_limit_evident(self._learned_rate.measured(current), grant.rate)
+        if not rate_shown and self._concurrency.explains(current, grant.in_flight):
             self._concurrency.refused(current, grant.in_flight)
             return
         if self._recovering_since is not None:

@@ -19,6 +19,7 @@ from prefect_sessions.http.learning import (
     Measured,
     RateState,
     next_rate_state,
+    rate_limit_evident,
 )
 from tests.support.virtual_time import Traffic, run_virtual, simulate
 
@@ -111,6 +112,15 @@ def test_a_refused_request_shows_a_concurrency_limit_only_above_the_successes() 
     assert estimate.cap == 4
 
 
+def test_a_second_sent_at_the_rate_with_far_less_through_shows_a_rate_limit() -> None:
+    shown = Measured(goodput=20.0, sent=28.0, whole_second=True, paced=28.0)
+    assert rate_limit_evident(shown, 28.0)
+    assert not rate_limit_evident(shown, None)  # unpaced: no rate to compare with
+    assert not rate_limit_evident(Measured(20.0, 28.0, whole_second=False, paced=28.0), 28.0)
+    assert not rate_limit_evident(Measured(20.0, 10.0, whole_second=True, paced=28.0), 28.0)
+    assert not rate_limit_evident(Measured(26.0, 28.0, whole_second=True, paced=28.0), 28.0)
+
+
 # -- the pacer on simulated providers -----------------------------------------------------------
 
 
@@ -159,6 +169,39 @@ def test_a_rate_limit_nobody_publishes_is_found_from_the_429s(shape: RateLimit) 
     assert 0.85 * rate <= goodput <= 1.05 * rate + shape.capacity / 40
     assert traffic.share_refused(since=start + 20) < 0.05
     assert pacer.max_in_flight is None or pacer.max_in_flight >= 2  # a rate, not a cap
+
+
+def test_the_first_full_window_costs_only_the_requests_already_in_flight() -> None:
+    # A fixed window that says nothing (Retry-After floored to 0 in a 1-s window): the run's
+    # first window fills while a few requests are in flight, and is refused until it ends. The
+    # probe that looks for its end waits for the last second to hold no more than the learned
+    # rate, so no probe is sent into the full window.
+    traffic, _, start = _run(RateLimit(20, 1.0, publish="none"), 3)
+    refused = [at for at, ok in traffic.attempts if not ok and at < start + 1.0]
+    assert refused
+    assert max(refused) - min(refused) < 0.03  # one round trip: those in flight at the fill
+
+
+def test_a_rate_limit_at_low_rate_is_not_taken_for_a_concurrency_limit() -> None:
+    # At 28/s and 30 ms a request rarely has company in flight. One refused with two in flight,
+    # after a second sent at 28/s of which only 23 got through, shows the rate: taking it for a
+    # limit of one request in flight would stall the run (seen in benchmarks/at_limit).
+    now = [0.0]
+    pacer = Pacer(rate=None, clock=lambda: now[0])
+    pacer._discovered = True  # skip the first probe: this checks the attribution only
+
+    def answer(at: float, status: int, in_flight: int) -> None:
+        now[0] = at
+        grant = pacer._grant(False, at, None)
+        grant.rate, grant.sent_at, grant.in_flight = 28.0, at - 0.03, in_flight
+        pacer.observe(grant, status=status, headers={})
+
+    for i in range(24):
+        answer(0.04 * i, 200, 1)
+    answer(1.0, 429, 2)
+    assert pacer.max_in_flight is None or pacer.max_in_flight >= 2
+    assert pacer.rate is not None
+    assert pacer.rate <= 23
 
 
 @pytest.mark.parametrize("slots", [2, 4, 8])
