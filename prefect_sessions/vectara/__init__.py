@@ -56,6 +56,7 @@ from prefect_sessions.vectara.tasks import (
     aget_session,
     alist_events,
     alist_sessions,
+    asend_input,
     asend_message,
     aupdate_session,
     create_session,
@@ -63,6 +64,7 @@ from prefect_sessions.vectara.tasks import (
     get_session,
     list_events,
     list_sessions,
+    send_input,
     send_message,
     update_session,
 )
@@ -120,6 +122,7 @@ __all__ = [
     "aget_session",
     "alist_events",
     "alist_sessions",
+    "asend_input",
     "asend_message",
     "aupdate_session",
     "create_session",
@@ -130,6 +133,7 @@ __all__ = [
     "list_sessions",
     "parse_event",
     "parse_stream_event",
+    "send_input",
     "send_message",
     "update_session",
 ]

@@ -403,7 +403,13 @@ class VectaraClient:
         return await self.send_input(agent_key, session_key, body, operation="send tool outputs")
 
     async def stream_message(
-        self, agent_key: str, session_key: str, message: InputMessage | str
+        self,
+        agent_key: str,
+        session_key: str,
+        message: InputMessage | str,
+        *,
+        since: str | None = None,
+        behavior: InputBehavior | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Send the user's message and yield the agent's answer as it streams (SSE).
 
@@ -411,9 +417,10 @@ class VectaraClient:
         event type this package does not know (as :class:`UnknownEvent`); the final ``end`` ends
         the iteration. An ``error`` event raises :class:`AgentStreamError`; a stream cut before
         ``end`` raises ``OutcomeUnknownError``. Close it early with ``contextlib.aclosing``.
+        ``since`` and ``behavior`` queue the message as in :meth:`send_message`.
         """
         path = f"{self._session_path(agent_key, session_key)}/events"
-        body = _message(message, stream=True)
+        body = _message(message, stream=True, since=since, behavior=behavior)
         operation = "send message"
         provider = self.http.provider
         received = 0
@@ -468,7 +475,13 @@ class VectaraClient:
         raise _incomplete(provider, operation, response, f"stream ended after {received} events")
 
     async def send_message_streamed(
-        self, agent_key: str, session_key: str, message: InputMessage | str
+        self,
+        agent_key: str,
+        session_key: str,
+        message: InputMessage | str,
+        *,
+        since: str | None = None,
+        behavior: InputBehavior | None = None,
     ) -> MessageReply:
         """:meth:`send_message` over the stream: no read timeout on a long answer, same reply.
 
@@ -480,7 +493,10 @@ class VectaraClient:
         last = ""
         echoed: str | None = None
         usage: SessionContextUsage | None = None
-        async with aclosing(self.stream_message(agent_key, session_key, message)) as stream:
+        stream_events = self.stream_message(
+            agent_key, session_key, message, since=since, behavior=behavior
+        )
+        async with aclosing(stream_events) as stream:
             async for event in stream:
                 if isinstance(event, StreamingAgentOutput):
                     answer.append(event.content)

@@ -16,7 +16,13 @@ from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.logs import run_logger
 from prefect_sessions.task_pairs import task_pair
 from prefect_sessions.vectara.credentials import VectaraCredentials
-from prefect_sessions.vectara.models import AgentEvent, AgentSession, MessageReply
+from prefect_sessions.vectara.models import (
+    AgentEvent,
+    AgentInput,
+    AgentSession,
+    InputBehavior,
+    MessageReply,
+)
 
 
 def _limit(value: int | None, field: str) -> int | None:
@@ -143,17 +149,19 @@ async def _send_message(
     session_key: str,
     message: str,
     stream: bool = False,
+    since: str | None = None,
+    behavior: InputBehavior | None = None,
 ) -> MessageReply:
     """Send the user's message to the agent; return its output events and final text.
 
     With ``stream`` the answer is read as it streams, so a long answer is not cut by the read
-    timeout; the reply is the same, with output chunks folded into the text.
+    timeout; the reply is the same, with output chunks folded into the text. A session still
+    answering refuses the message (``SessionBusyError``) unless ``since`` queues it (an event
+    ID, or ``"start"``); ``behavior`` (``steer`` or ``follow_up``) says how it is taken.
     """
     async with credentials.get_client() as client:
-        if stream:
-            reply = await client.send_message_streamed(agent_key, session_key, message)
-        else:
-            reply = await client.send_message(agent_key, session_key, message)
+        send = client.send_message_streamed if stream else client.send_message
+        reply = await send(agent_key, session_key, message, since=since, behavior=behavior)
     kinds = Counter(event.type for event in reply.events)
     run_logger().info(
         "Vectara agent %s answered in session %s: %d events (%s), %d characters of text",
@@ -162,6 +170,21 @@ async def _send_message(
         len(reply.events),
         ", ".join(f"{kind}={count}" for kind, count in sorted(kinds.items())) or "none",
         len(reply.text),
+    )
+    return reply
+
+
+async def _send_input(
+    credentials: VectaraCredentials, agent_key: str, session_key: str, body: AgentInput
+) -> MessageReply:
+    """Send any other input: an ``Interrupt``, a ``Compact``, or client ``ToolOutputs``."""
+    async with credentials.get_client() as client:
+        reply = await client.send_input(agent_key, session_key, body)
+    run_logger().info(
+        "Sent %s to Vectara session %s: %d events back",
+        body.type,
+        session_key,
+        len(reply.events),
     )
     return reply
 
@@ -203,4 +226,5 @@ adelete_session, delete_session = task_pair(
     _delete_session, name="delete_session", cache_policy=NO_CACHE
 )
 asend_message, send_message = task_pair(_send_message, name="send_message", cache_policy=NO_CACHE)
+asend_input, send_input = task_pair(_send_input, name="send_input", cache_policy=NO_CACHE)
 alist_events, list_events = task_pair(_list_events, name="list_events", cache_policy=NO_CACHE)

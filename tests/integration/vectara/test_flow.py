@@ -19,6 +19,8 @@ from prefect_sessions.errors import ConfigurationError, NotFoundError
 from prefect_sessions.vectara import (
     AgentOutputEvent,
     AgentSession,
+    Compact,
+    CompactionEvent,
     MessageReply,
     VectaraCredentials,
     acreate_session,
@@ -26,6 +28,7 @@ from prefect_sessions.vectara import (
     aget_session,
     alist_events,
     alist_sessions,
+    asend_input,
     asend_message,
     aupdate_session,
     create_session,
@@ -118,6 +121,26 @@ async def test_an_async_flow_creates_converses_pages_updates_and_deletes(
     assert f"Listed 5 Vectara sessions of agent {AGENT}" in caplog.text
     assert API_KEY not in caplog.text
     assert API_KEY not in repr(result)
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_flow_queues_a_message_and_compacts_the_session(emulator, credentials):
+    @flow
+    async def tidy() -> tuple[MessageReply, MessageReply]:
+        session = await acreate_session(credentials, AGENT, name="queued")
+        await asend_message(credentials, AGENT, session.key, "I want a refund")
+        queued = await asend_message(
+            credentials, AGENT, session.key, "It is 12345", since="start", behavior="follow_up"
+        )
+        compacted = await asend_input(credentials, AGENT, session.key, Compact())
+        return queued, compacted
+
+    queued, compacted = await tidy()
+    # Queued with since="start", the answer holds the session's events from its start.
+    assert [e.type for e in queued.events].count("agent_output") == 2
+    assert "12345" in queued.text
+    assert isinstance(compacted.events[0], CompactionEvent)
+    assert compacted.events[0].turns_compacted == 2
 
 
 @pytest.mark.usefixtures("prefect_server")
