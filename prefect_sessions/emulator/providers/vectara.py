@@ -13,7 +13,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -746,23 +746,28 @@ async def delete_event(
     return Response(status_code=204)
 
 
-def _event_visibility(hidden: bool) -> Callable[..., Awaitable[Response]]:
-    """The hide (or unhide) route: a hidden event leaves the agent's context and the default
-    events list."""
+def _set_hidden(
+    request: Request, agent_key: str, session_key: str, event_id: str, *, hidden: bool
+) -> Response:
+    """A hidden event leaves the agent's context and the default events list."""
+    _authenticate(request)
+    store = emulator_state(request).vectara
+    event = _find_event(store, agent_key, session_key, event_id)
+    if hidden:
+        store.hidden.add(event_id)
+    else:
+        store.hidden.discard(event_id)
+    return JSONResponse(event)
 
-    async def set_visibility(
-        agent_key: str, session_key: str, event_id: str, request: Request
-    ) -> Response:
-        _authenticate(request)
-        store = emulator_state(request).vectara
-        event = _find_event(store, agent_key, session_key, event_id)
-        if hidden:
-            store.hidden.add(event_id)
-        else:
-            store.hidden.discard(event_id)
-        return JSONResponse(event)
 
-    return set_visibility
+async def hide_event(agent_key: str, session_key: str, event_id: str, request: Request) -> Response:
+    return _set_hidden(request, agent_key, session_key, event_id, hidden=True)
+
+
+async def unhide_event(
+    agent_key: str, session_key: str, event_id: str, request: Request
+) -> Response:
+    return _set_hidden(request, agent_key, session_key, event_id, hidden=False)
 
 
 async def list_outstanding_client_tool_calls(
@@ -854,8 +859,8 @@ def build_router() -> APIRouter:
     )
     event = "/{agent_key}/sessions/{session_key}/events/{event_id}"
     router.add_api_route(event, delete_event, methods=["DELETE"])
-    router.add_api_route(f"{event}/hide", _event_visibility(hidden=True), methods=["POST"])
-    router.add_api_route(f"{event}/unhide", _event_visibility(hidden=False), methods=["POST"])
+    router.add_api_route(f"{event}/hide", hide_event, methods=["POST"])
+    router.add_api_route(f"{event}/unhide", unhide_event, methods=["POST"])
     router.add_api_route(
         "/{agent_key}/sessions/{session_key}/outstanding_client_tool_calls",
         list_outstanding_client_tool_calls,
