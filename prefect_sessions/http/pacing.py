@@ -255,9 +255,10 @@ class Pacer:
                     current = self._clock()
                     wait = self._log_wait(current, grant) or self._window_wait(current)
                     if wait <= 0:
-                        rate = self._rate(current)
-                        if grant.probe and rate:  # it may have left late: one interval after it
-                            self._next_slot = max(self._next_slot, current + 1.0 / rate)
+                        if grant.probe:  # it may have left late: the next one interval after
+                            rate = self._rate(current)
+                            if rate:
+                                self._next_slot = max(self._next_slot, current + 1.0 / rate)
                         self._sent_log.append(current)
                         self._sending += 1
                         self._sent_total += 1
@@ -400,9 +401,7 @@ class Pacer:
         recovering = self._recovering_since
         if recovering is not None and grant.sent_at < recovering and not grant.probe:
             return  # sent before the rate was lowered: part of the overshoot already answered
-        rate_shown = rate_limit_evident(self._learned_rate.measured(current), grant.rate)
-        if not rate_shown and self._concurrency.explains(current, grant.in_flight):
-            self._concurrency.refused(current, grant.in_flight)
+        if self._refused_for_concurrency(grant, current):
             return
         if self._recovering_since is not None:
             if grant.probe:
@@ -415,6 +414,16 @@ class Pacer:
             self._recovering_since = current
             self._probe_backoff = 0.0  # the first probe goes one interval later
             self._reschedule(current)
+
+    def _refused_for_concurrency(self, grant: Grant, current: float) -> bool:
+        """Whether a 429 speaks for a limit on requests in flight (then the cap has learned it).
+        A second that plainly shows a rate limit speaks for the rate whatever was in flight."""
+        if rate_limit_evident(self._learned_rate.measured(current), grant.rate):
+            return False
+        if not self._concurrency.explains(current, grant.in_flight):
+            return False
+        self._concurrency.refused(current, grant.in_flight)
+        return True
 
     def _climb_from(self, now: float) -> None:
         """The key lets requests through again after a 429: the learned rate climbs from now."""

@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.http.hints import rate_limit_info
-from prefect_sessions.http.learning import RateState, next_rate_state, rate_limit_evident
+from prefect_sessions.http.learning import RateState, next_rate_state
 from prefect_sessions.http.pacing import Grant, Pacer
 
 if TYPE_CHECKING:
@@ -196,9 +196,7 @@ class RedisPacer(Pacer):
         return None if state is None else state.rate(now, probe=self._share >= 1)
 
     def _learn_refused(self, grant: Grant, current: float) -> None:
-        rate_shown = rate_limit_evident(self._learned_rate.measured(current), grant.rate)
-        if not rate_shown and self._concurrency.explains(current, grant.in_flight):
-            self._concurrency.refused(current, grant.in_flight)
+        if self._refused_for_concurrency(grant, current):
             return
         state, changed = next_rate_state(
             self._shared_state,

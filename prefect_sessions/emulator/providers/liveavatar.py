@@ -419,17 +419,16 @@ async def create_session_token(
     api_key: ApiKey,
 ) -> Response:
     state = emulator_state(request)
+    voice_agent = None
     if isinstance(payload, FullSDKSessionTokenConfigDataSchema):
         _check_one_persona(payload)  # body validation comes before the account's checks
+        voice_agent = payload.voice_agent
     avatar_id = str(payload.avatar_id)
     if payload.is_sandbox and avatar_id != SANDBOX_AVATAR_ID:
         raise LiveAvatarHTTPError(
             400, f"Sandbox mode only supports the sandbox avatar {SANDBOX_AVATAR_ID}"
         )
     mode, connector = payload.mode, bool(getattr(payload, "connector", False))
-    voice_agent = None
-    if isinstance(payload, FullSDKSessionTokenConfigDataSchema):
-        voice_agent = payload.voice_agent
     if voice_agent is not None:
         agent_type = state.liveavatar.voice_agents.get(str(voice_agent.id))
         if agent_type is None:

@@ -273,7 +273,7 @@ def _check_agent(body: dict[str, Any], *, required: bool) -> dict[str, Any]:
     _check_tools(body.get("tool_configurations") or {})
     if "model" in body and not isinstance(body["model"].get("name"), str):
         raise _bad("model.name", "is required")
-    steps = dict(body.get("steps") or {})
+    steps = body.get("steps") or {}
     if "first_step_name" in body and body["first_step_name"] not in steps:
         raise _bad("first_step_name", "must name one of the agent's steps")
     for where, step in [("first_step", body.get("first_step")), *steps.items()]:
