@@ -54,6 +54,7 @@ from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.conversation.runner import run_conversations
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.http import reset_shared_pacers
+from prefect_sessions.run_options import RunOptions
 from prefect_sessions.seam.adapter import ConversationAdapter
 from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 
@@ -108,7 +109,11 @@ def _adapter(policy: str, suite_path: Path, url: str) -> ConversationAdapter:
     if policy == "prefect-sessions":
         loaded = load_suite(suite_path)
         # No rate given: the engine learns the limit from what the server says, or from 429s.
-        return VoiceflowAdapter(connection_settings(loaded.suite, base_url=url))
+        return VoiceflowAdapter(
+            connection_settings(
+                loaded.suite, RunOptions.of(suite_path=str(suite_path), base_url=url)
+            )
+        )
     return RawVoiceflowAdapter(url, API_KEY, PROJECT_ID, policy)
 
 

@@ -30,12 +30,13 @@ from benchmarks.common import (
     write_suite,
 )
 from benchmarks.flowrun import prefect_server, run_flow
-from prefect_sessions.batch.run import connection_settings
+from prefect_sessions.batch.chunks import connection_settings
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.conversation.runner import run_conversations
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.http import reset_shared_pacers
+from prefect_sessions.run_options import RunOptions
 from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 
 COLUMNS = (
@@ -52,7 +53,9 @@ COLUMNS = (
 async def _engine(suite_path: Path, url: str, concurrency: int, store: Path) -> int:
     loaded = load_suite(suite_path)
     reset_shared_pacers()
-    async with VoiceflowAdapter(connection_settings(loaded.suite, base_url=url)) as adapter:
+    async with VoiceflowAdapter(
+        connection_settings(loaded.suite, RunOptions.of(suite_path=str(suite_path), base_url=url))
+    ) as adapter:
         counters = await run_conversations(
             adapter,
             iter_conversations(loaded),

@@ -44,12 +44,13 @@ COLUMNS = (
 
 def worker(args: argparse.Namespace) -> None:
     """One worker process: its share of the suite, after a "go" on stdin."""
-    from prefect_sessions.batch.run import connection_settings
+    from prefect_sessions.batch.chunks import connection_settings
     from prefect_sessions.conversation.dataset import iter_conversations
     from prefect_sessions.conversation.results import ResultStore
     from prefect_sessions.conversation.runner import run_conversations
     from prefect_sessions.conversation.suite_file import load_suite
     from prefect_sessions.http.pacers import use_redis_pacing
+    from prefect_sessions.run_options import RunOptions
     from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 
     if args.namespace:  # the shared schedule; otherwise each process paces itself
@@ -59,7 +60,11 @@ def worker(args: argparse.Namespace) -> None:
     store = ResultStore(Path(args.results) / f"worker-{args.worker}.jsonl")
 
     async def go() -> None:
-        async with VoiceflowAdapter(connection_settings(loaded.suite, base_url=args.url)) as a:
+        async with VoiceflowAdapter(
+            connection_settings(
+                loaded.suite, RunOptions.of(suite_path=args.suite, base_url=args.url)
+            )
+        ) as a:
             await run_conversations(a, mine, concurrency=args.concurrency, store=store)
 
     print("ready", flush=True)

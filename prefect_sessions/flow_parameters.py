@@ -13,30 +13,29 @@ concrete blocks of the registered providers (:mod:`prefect_sessions.providers`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Any
 
 from prefect.context import FlowRunContext
-from pydantic import Field
+from pydantic import ValidationError
 
-from prefect_sessions.conversation.suite import TAG_PATTERN
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.providers import AnyCredentials
+from prefect_sessions.run_options import RunOptions, invalid_options
 
-# The run settings the batch flow and its shard flow share, validated the same way in the UI form.
-#: Conversations in flight at once.
-Concurrency = Annotated[int, Field(ge=1, le=1000)]
-#: Requests per second to stay under.
-Rate = Annotated[float, Field(gt=0)]
-#: The share of the key's limit a run may use.
-MaxShare = Annotated[float, Field(gt=0, le=1)]
-#: Conversations per Prefect task run.
-ChunkSize = Annotated[int, Field(ge=1, le=10_000)]
-#: A conversation tag to select by (a run takes conversations with any of the given tags).
-Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
-#: A glob on conversation ids (``refund-*``).
-IdGlob = Annotated[str, Field(min_length=1, max_length=200)]
-#: A run key (a new run's name, an earlier run to compare with or rerun the failures of).
-RunKey = Annotated[str, Field(min_length=1, max_length=200)]
+
+def run_options(parameters: Mapping[str, Any], *, apart: Iterable[str] = ()) -> RunOptions:
+    """A batch flow's typed parameters (``locals()`` at the top of the flow) as the run's one
+    options object; ``apart`` names the parameters that are not options (a shard's index).
+
+    Raises:
+        ConfigurationError: one line naming each option that does not hold.
+    """
+    skipped = set(apart)
+    given = {name: value for name, value in parameters.items() if name not in skipped}
+    try:
+        return RunOptions.model_validate(given)
+    except ValidationError as exc:
+        raise ConfigurationError(invalid_options(exc)) from None
 
 
 def block_reference(value: Any) -> bool:
@@ -83,11 +82,8 @@ def require_block_references(*names: str) -> None:
 
 __all__ = [
     "AnyCredentials",
-    "ChunkSize",
-    "Concurrency",
-    "MaxShare",
-    "Rate",
     "block_reference",
     "inline_credentials",
     "require_block_references",
+    "run_options",
 ]

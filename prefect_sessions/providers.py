@@ -13,20 +13,29 @@ package, by an entry point in the ``prefect_sessions.providers`` group naming th
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
-from prefect_sessions.credentials import ProviderCredentials
-from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
 from prefect_sessions.liveavatar.provider import PROVIDER as LIVEAVATAR
 from prefect_sessions.seam.provider import Provider
-from prefect_sessions.vectara.credentials import VectaraCredentials
 from prefect_sessions.vectara.provider import PROVIDER as VECTARA
-from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
 from prefect_sessions.voiceflow.provider import PROVIDER as VOICEFLOW
+
+if TYPE_CHECKING:
+    from prefect_sessions.credentials import ProviderCredentials
+    from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
+    from prefect_sessions.vectara.credentials import VectaraCredentials
+    from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
 
 ENTRY_POINT_GROUP = "prefect_sessions.providers"
 
-_REGISTRY: dict[str, Provider] = {p.name: p for p in (VOICEFLOW, VECTARA, LIVEAVATAR)}
+#: The built-in providers, by the name of their credentials block.
+_BUILT_IN = {
+    "VoiceflowCredentials": VOICEFLOW,
+    "VectaraCredentials": VECTARA,
+    "LiveAvatarCredentials": LIVEAVATAR,
+}
+
+_REGISTRY: dict[str, Provider] = {p.name: p for p in _BUILT_IN.values()}
 _entry_points_loaded = False
 
 
@@ -103,11 +112,21 @@ def credentials_types() -> tuple[type[ProviderCredentials], ...]:
 
 # A credentials block of any built-in provider, as a flow parameter: the UI's run form shows one
 # block picker per type of the union (the abstract ProviderCredentials is no block type, so the
-# form could not offer a picker for it). Type checkers see the base class.
+# form could not offer a picker for it). Type checkers see the base class. It and the built-in
+# blocks are made on first use (PEP 562): the registry itself loads no Prefect.
 if TYPE_CHECKING:
     AnyCredentials = ProviderCredentials
 else:
-    AnyCredentials = Union[tuple(p.credentials for p in _REGISTRY.values())]  # noqa: UP007
+
+    def __getattr__(name: str) -> Any:
+        if name == "AnyCredentials":
+            value = Union[tuple(p.credentials for p in _BUILT_IN.values())]  # noqa: UP007
+        elif name in _BUILT_IN:
+            value = _BUILT_IN[name].credentials
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value
+        return value
 
 
 __all__ = [

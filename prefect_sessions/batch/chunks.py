@@ -35,12 +35,10 @@ from prefect_sessions.conversation.dataset import Conversation, iter_runs
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
 from prefect_sessions.conversation.suite import LoadedSuite, Suite
-from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import RunStoppedError
 from prefect_sessions.providers import get_provider
+from prefect_sessions.run_options import RunOptions
 from prefect_sessions.seam.adapter import ConnectionSettings, ConversationAdapter
-
-DEFAULT_RESULTS_DIR = ".prefect-sessions/runs"
 
 #: Chunks in flight at once. They share one pool of ``concurrency`` slots, so while one chunk
 #: finishes its last conversations the next one already uses the slots they free.
@@ -79,17 +77,13 @@ def new_run_key() -> str:
 
 
 def connection_settings(
-    suite: Suite,
-    *,
-    base_url: str | None = None,
-    rate: float | None = None,
-    credentials: ProviderCredentials | None = None,
-    environ: dict[str, str] | None = None,
-    max_share: float | None = None,
+    suite: Suite, options: RunOptions | None = None, *, environ: dict[str, str] | None = None
 ) -> ConnectionSettings:
-    """How this run reaches the provider: a block given to the flow, the suite's saved block, or
-    the suite's inline connection with the key read from the environment."""
+    """How this run reaches the provider: a block given to the run, the suite's saved block, or
+    the suite's inline connection with the key read from the environment; the run's base URL,
+    rate and share on top (none without ``options``)."""
     environ = dict(os.environ) if environ is None else environ
+    options = options or RunOptions(suite_path=suite.name)
     connection = suite.connection
     api_key = None
     if connection is not None and connection.api_key_env:
@@ -97,12 +91,12 @@ def connection_settings(
         api_key = SecretStr(value) if value else None
     return ConnectionSettings(
         credentials_block=suite.credentials,
-        block=credentials,
-        base_url=base_url or (connection.base_url if connection else None),
+        block=options.credentials,
+        base_url=options.base_url or (connection.base_url if connection else None),
         api_key=api_key,
         fields=connection.provider_fields if connection else {},
-        rate=rate,
-        max_share=max_share or suite.max_share,
+        rate=options.rate,
+        max_share=options.max_share or suite.max_share,
         cleanup=suite.cleanup,
     )
 
@@ -208,12 +202,9 @@ def _chunks(conversations: Iterator[Conversation], size: int) -> Iterator[list[C
 
 async def run_share(
     loaded: LoadedSuite,
+    options: RunOptions,
     *,
-    settings: ConnectionSettings,
-    run_key: str,
     results_path: Path,
-    concurrency: int,
-    chunk_size: int,
     share: Share = WHOLE_SUITE,
     progress_key: str | None = None,
     on_resume: Callable[[int, int], None] | None = None,
@@ -221,10 +212,13 @@ async def run_share(
     """Run the conversations of ``share`` that no earlier attempt with this results file finished.
 
     Chunk tasks are awaited on this event loop (not submitted to threads), at most
-    :data:`PARALLEL_CHUNKS` at once, sharing ``concurrency`` slots. A progress artifact is updated
-    after each chunk.
+    :data:`PARALLEL_CHUNKS` at once, sharing the run's concurrency slots. A progress artifact is
+    updated after each chunk.
     """
     suite = loaded.suite
+    run_key = options.key
+    concurrency = options.concurrency_for(suite.concurrency)
+    chunk_size = options.chunk_size
     store = ResultStore(results_path)
     finished = store.finished()
     total = share.size(loaded.run_count)
@@ -282,6 +276,7 @@ async def run_share(
 
     # One adapter (one connection pool) for every chunk: a new one per chunk would open new
     # connections and pay the client's set-up each time.
+    settings = connection_settings(suite, options)
     async with get_provider(suite.provider).adapter(settings) as adapter:
         pending: set[asyncio.Task[None]] = set()
         for chunk in _chunks(to_run, chunk_size):

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from xml.etree import ElementTree
 
 from pydantic import BaseModel, Field
@@ -15,13 +15,10 @@ from pydantic import BaseModel, Field
 from prefect_sessions.batch.comparison import Comparison, RunRecord
 from prefect_sessions.batch.verdicts import LatencyFigures, Verdict
 from prefect_sessions.conversation.results import ConversationResult
+from prefect_sessions.run_options import FailOn
 
 #: Failures shown with their transcript in the markdown report; the JSONL file has them all.
 MAX_TRANSCRIPTS = 50
-
-#: When a run ends Failed in Prefect (and the CLI exits 1): any conversation that did not pass;
-#: only regressions against the baseline (newly failing, or added and failing); or never.
-FailOn = Literal["any", "regressions", "never"]
 
 
 class RunSummary(BaseModel):

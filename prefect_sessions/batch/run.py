@@ -17,10 +17,8 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.states import Failed
 
 from prefect_sessions.batch.chunks import (
-    DEFAULT_RESULTS_DIR,
     WHOLE_SUITE,
     ShareOutcome,
-    connection_settings,
     listening,
     new_run_key,
     results_file,
@@ -36,50 +34,37 @@ from prefect_sessions.batch.history import (
     tag_this_run,
 )
 from prefect_sessions.batch.report import (
-    FailOn,
     RunSummary,
     comparison_markdown,
     conversation_rows,
     markdown_report,
 )
-from prefect_sessions.batch.shards import SHARD_DEPLOYMENT, run_sharded
+from prefect_sessions.batch.shards import run_sharded
 from prefect_sessions.batch.verdicts import Verdict, latency_figures, summed_usage, verdicts
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
-from prefect_sessions.conversation.selection import selection_of
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
-from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError, RunStoppedError
 from prefect_sessions.http.shared_pacing import check_shared_pacing
 from prefect_sessions.logs import run_logger
-
-#: More shards than this is a typo, not a plan (each shard is a flow run on a worker).
-MAX_SHARDS = 64
-#: ``baseline`` values: the latest earlier run of the suite, or no comparison at all.
-LAST, NO_BASELINE = "last", "none"
+from prefect_sessions.run_options import LAST, NO_BASELINE, FailOn, RunOptions
 
 
-async def select(
-    suite_path: str,
-    *,
-    tags: list[str] | None = None,
-    ids: list[str] | None = None,
-    only_failed: str | None = None,
-) -> LoadedSuite:
-    """Load a suite with the conversations a run takes: by tag, by id glob, or those that failed
-    or errored in run ``only_failed`` (looked up through the Prefect API).
+async def select(options: RunOptions) -> tuple[LoadedSuite, RunOptions]:
+    """The suite with the conversations a run takes (by tag, by id glob, or those that failed
+    or errored in run ``only_failed``, looked up through the Prefect API), and the options with
+    that rerun's ids resolved into ``only``.
 
     Raises:
         ConfigurationError: the suite is invalid, the run key is unknown, or nothing matched.
     """
-    if only_failed is None:
-        return load_suite(suite_path, selection=selection_of(tags, ids))
-    suite = load_suite(suite_path).suite
-    record = await require_record(suite.name, only_failed, "--only-failed")
-    return load_suite(
-        suite_path,
-        selection=selection_of(tags, ids, record.failing(), only_from=f"run {only_failed}"),
-    )
+    if options.only_failed is None:
+        return load_suite(options.suite_path, selection=options.selection()), options
+    suite = load_suite(options.suite_path).suite
+    record = await require_record(suite.name, options.only_failed, "--only-failed")
+    options = options.model_copy(update={"only": frozenset(record.failing())})
+    selection = options.selection(only_from=f"run {options.only_failed}")
+    return load_suite(options.suite_path, selection=selection), options
 
 
 async def _baseline(suite_name: str, run_key: str, baseline: str | None) -> RunRecord | None:
@@ -91,28 +76,10 @@ async def _baseline(suite_name: str, run_key: str, baseline: str | None) -> RunR
     return await require_record(suite_name, baseline, "baseline")
 
 
-async def run_batch(
-    suite_path: str,
-    run_key: str | None = None,
-    base_url: str | None = None,
-    concurrency: int | None = None,
-    rate: float | None = None,
-    max_share: float | None = None,
-    credentials: ProviderCredentials | None = None,
-    results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: int = 100,
-    shards: int = 1,
-    shard_deployment: str | None = SHARD_DEPLOYMENT,
-    *,
-    fail_on: FailOn = "any",
-    baseline: str | None = LAST,
-    tags: list[str] | None = None,
-    ids: list[str] | None = None,
-    only_failed: str | None = None,
-) -> RunSummary:
+async def run_batch(options: RunOptions) -> RunSummary:
     """Run the selected conversations of a suite inside the current flow run, compare the run
     with its baseline, and publish the summary, the per-conversation table, the comparison and
-    the report as artifacts. The parameters are the flow's
+    the report as artifacts. The options are the flow's
     (:func:`prefect_sessions.flows.batch_conversations`).
 
     Returns:
@@ -121,94 +88,77 @@ async def run_batch(
         when the run could not start or stopped.
     """
     started = time.perf_counter()
-    logger = run_logger()
-    run_key = run_key or new_run_key()
+    options = options.keyed(options.run_key or new_run_key())
     try:
-        loaded: LoadedSuite = await select(suite_path, tags=tags, ids=ids, only_failed=only_failed)
+        loaded, options = await select(options)
         suite = loaded.suite
-        flow_run_id = await tag_this_run(suite.name, run_key)
-        compared_with = await _baseline(suite.name, run_key, baseline)
+        flow_run_id = await tag_this_run(suite.name, options.key)
+        compared_with = await _baseline(suite.name, options.key, options.baseline)
     except ConfigurationError as exc:  # a deployment's bad input: one line, not a traceback
         return cast(RunSummary, ended_with(exc))
-    results_path = results_file(results_dir, suite.name, run_key, WHOLE_SUITE)
-    selection = loaded.selection
+    results_path = results_file(options.results_dir, suite.name, options.key, WHOLE_SUITE)
     try:
         # Before any request: a run that cannot share its pacing must not start unshared.
         check_shared_pacing()
-        if shards > 1:
-            outcome = await run_sharded(
-                loaded,
-                suite_path,
-                shards=shards,
-                run_key=run_key,
-                results_path=results_path,
-                deployment=shard_deployment,
-                credentials=credentials,
-                options={
-                    "base_url": base_url,
-                    "concurrency": concurrency,
-                    "rate": rate,
-                    "max_share": max_share,
-                    "results_dir": results_dir,
-                    "chunk_size": chunk_size,
-                    "tags": list(selection.tags) or None,
-                    "ids": list(selection.ids) or None,
-                    "only": sorted(selection.only) if selection.only is not None else None,
-                },
-            )
-        else:
-            outcome = await run_share(
-                loaded,
-                settings=connection_settings(
-                    suite,
-                    base_url=base_url,
-                    rate=rate,
-                    credentials=credentials,
-                    max_share=max_share,
-                ),
-                run_key=run_key,
-                results_path=results_path,
-                concurrency=max(1, concurrency or suite.concurrency),
-                chunk_size=chunk_size,
-                progress_key=f"{slug(suite.name)}-progress",
-                on_resume=lambda resumed, total: logger.info(
-                    "Resuming run %s: %d of %d conversations already done", run_key, resumed, total
-                ),
-            )
+        outcome = await _run_shares(loaded, options, results_path)
     except ConfigurationError as exc:
         return cast(RunSummary, ended_with(exc))  # Prefect ends the run with this state
     except RunStoppedError as exc:
-        done = len(ResultStore(results_path).finished())
-        counted = "conversations" if loaded.run_count == loaded.conversation_count else "runs"
-        message = (
-            f"{exc}. The run stopped: {done} of {loaded.run_count} {counted} have "
-            f"a verdict and are kept; resume with run key {run_key}"
-        )
-        return cast(RunSummary, ended_with(exc, message))
+        return cast(RunSummary, ended_with(exc, _stopped_line(exc, loaded, options, results_path)))
 
     latest = list(outcome.store.latest().values())
     judged = verdicts(latest)
     summary = summarize(
         loaded,
-        run_key=run_key,
+        run_key=options.key,
         judged=judged,
         latest=latest,
         outcome=outcome,
         duration_s=time.perf_counter() - started,
         results_path=results_path,
-        shards=shards,
-        fail_on=fail_on,
+        shards=options.shards,
+        fail_on=options.fail_on,
         flow_run_id=flow_run_id,
     )
+    logger = run_logger()
     if compared_with is not None:
         current = summary.record(judged)
-        summary.comparison = compare(compared_with, current, partial=not selection.everything)
+        summary.comparison = compare(
+            compared_with, current, partial=not loaded.selection.everything
+        )
         logger.info("Compared %s", summary.comparison.line())
     await _publish(summary, latest, judged, slug(suite.name))
     logger.info(summary.line())
     if summary.failing:
         return cast(RunSummary, Failed(message=_verdict_line(summary), data=summary))
     return summary
+
+
+async def _run_shares(loaded: LoadedSuite, options: RunOptions, results_path: Path) -> ShareOutcome:
+    """The suite as one share in this process, or as ``options.shards`` shares merged here."""
+    if options.shards > 1:
+        return await run_sharded(loaded, options, results_path=results_path)
+    logger = run_logger()
+    return await run_share(
+        loaded,
+        options,
+        results_path=results_path,
+        progress_key=f"{slug(loaded.suite.name)}-progress",
+        on_resume=lambda resumed, total: logger.info(
+            "Resuming run %s: %d of %d conversations already done", options.key, resumed, total
+        ),
+    )
+
+
+def _stopped_line(
+    exc: RunStoppedError, loaded: LoadedSuite, options: RunOptions, results_path: Path
+) -> str:
+    done = len(ResultStore(results_path).finished())
+    counted = "conversations" if loaded.run_count == loaded.conversation_count else "runs"
+    return (
+        f"{exc}. The run stopped: {done} of {loaded.run_count} {counted} have "
+        f"a verdict and are kept; resume with run key {options.key}"
+    )
 
 
 def summarize(
@@ -310,11 +260,6 @@ async def _publish(
 
 
 __all__ = [
-    "DEFAULT_RESULTS_DIR",
-    "LAST",
-    "MAX_SHARDS",
-    "NO_BASELINE",
-    "connection_settings",
     "ended_with",
     "listening",
     "new_run_key",

@@ -27,9 +27,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -37,29 +37,25 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import arun_deployment
 from prefect.flow_runs import wait_for_flow_run
+from prefect.futures import PrefectFuture
 from prefect.states import Scheduled, get_state_result
 from pydantic import BaseModel, Field
 
 from prefect_sessions.batch.chunks import (
-    DEFAULT_RESULTS_DIR,
     Share,
     ShareOutcome,
-    connection_settings,
     results_file,
     run_share,
     slug,
 )
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters
-from prefect_sessions.conversation.selection import selection_of
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, RunStoppedError
 from prefect_sessions.logs import run_logger
-
-#: The deployment every shard runs as (``flow name/deployment name``), see ``prefect.yaml``.
-SHARD_DEPLOYMENT = "batch-conversations-shard/shard"
+from prefect_sessions.run_options import SHARD_DEPLOYMENT, RunOptions
 
 
 class ShardsFailedError(RunStoppedError):
@@ -83,46 +79,24 @@ class ShardReport(BaseModel):
         return [result.id for result in self.results if result.status == "errored"]
 
 
-async def run_shard(
-    suite_path: str,
-    shard: int,
-    shards: int,
-    run_key: str,
-    *,
-    base_url: str | None = None,
-    concurrency: int | None = None,
-    rate: float | None = None,
-    credentials: ProviderCredentials | None = None,
-    results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: int = 100,
-    max_share: float | None = None,
-    tags: list[str] | None = None,
-    ids: list[str] | None = None,
-    only: list[str] | None = None,
-) -> ShardReport:
+async def run_shard(options: RunOptions, shard: int, shards: int) -> ShardReport:
     """Run one share of a suite in this process: the body of the shard deployment's flow
-    (``flows/batch_conversations_shard.py``). ``tags``, ``ids`` and ``only`` are the batch
-    run's :class:`~prefect_sessions.conversation.selection.Selection`."""
+    (``flows/batch_conversations_shard.py``). The options carry the batch run's selection
+    (``tags``, ``ids``, and the rerun's ``only``)."""
     share = _share(shard, shards)
-    loaded = load_suite(suite_path, selection=selection_of(tags, ids, only))
-    suite = loaded.suite
+    loaded = load_suite(options.suite_path, selection=options.selection())
     outcome = await run_share(
         loaded,
-        settings=connection_settings(
-            suite, base_url=base_url, rate=rate, credentials=credentials, max_share=max_share
-        ),
-        run_key=run_key,
-        results_path=results_file(results_dir, suite.name, run_key, share),
-        concurrency=max(1, concurrency or suite.concurrency),
-        chunk_size=chunk_size,
+        options,
+        results_path=results_file(options.results_dir, loaded.suite.name, options.key, share),
         share=share,
     )
     results = list(outcome.store.latest().values())
     run_logger().info(
         "%s of %s (run %s): %d conversations, %d resumed, %d requests",
         share.label(),
-        suite.name,
-        run_key,
+        loaded.suite.name,
+        options.key,
         outcome.conversations,
         outcome.resumed,
         outcome.counters.requests,
@@ -140,17 +114,10 @@ async def run_shard(
 
 
 @task(name="run-shard", cache_policy=NO_CACHE, persist_result=False)
-async def run_shard_task(
-    suite_path: str,
-    shard: int,
-    shards: int,
-    run_key: str,
-    credentials: ProviderCredentials | None = None,
-    **options: Any,
-) -> ShardReport:
+async def run_shard_task(options: RunOptions, shard: int, shards: int) -> ShardReport:
     """One share as a task of the batch flow, for its task runner to place (a Dask cluster's
-    workers with prefect-dask's ``DaskTaskRunner``); ``options`` as :func:`run_shard` takes."""
-    return await run_shard(suite_path, shard, shards, run_key, credentials=credentials, **options)
+    workers with prefect-dask's ``DaskTaskRunner``)."""
+    return await run_shard(options, shard, shards)
 
 
 def _share(shard: int, shards: int) -> Share:
@@ -178,21 +145,10 @@ def credentials_reference(credentials: ProviderCredentials | None) -> dict[str, 
 
 
 def shard_parameters(
-    suite_path: str,
-    share: Share,
-    run_key: str,
-    *,
-    credentials: dict[str, Any] | None,
-    options: Mapping[str, Any],
+    options: RunOptions, share: Share, credentials: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The parameters of one shard's flow run; unset options are left to the shard's defaults."""
-    parameters: dict[str, Any] = {
-        "suite_path": suite_path,
-        "shard": share.index,
-        "shards": share.of,
-        "run_key": run_key,
-        **{name: value for name, value in options.items() if value is not None},
-    }
+    parameters = {**options.shard_parameters(), "shard": share.index, "shards": share.of}
     if credentials is not None:
         parameters["credentials"] = credentials
     return parameters
@@ -240,36 +196,26 @@ async def _report(flow_run: FlowRun) -> ShardReport:
 
 
 async def _on_work_pool(
-    loaded: LoadedSuite,
-    suite_path: str,
-    shards: int,
-    run_key: str,
-    deployment: str,
-    credentials: ProviderCredentials | None,
-    options: Mapping[str, Any] | None,
+    loaded: LoadedSuite, options: RunOptions, deployment: str
 ) -> list[ShardReport]:
-    logger = run_logger()
-    reference = credentials_reference(credentials)
+    reference = credentials_reference(options.credentials)
     suite_name = slug(loaded.suite.name)
     runs: list[FlowRun] = []
-    for index in range(shards):
-        share = _share(index, shards)
-        parameters = shard_parameters(
-            suite_path, share, run_key, credentials=reference, options=options or {}
-        )
-        suffix = f"shard-{index + 1}-of-{shards}"
+    for index in range(options.shards):
+        share = _share(index, options.shards)
+        suffix = f"shard-{index + 1}-of-{options.shards}"
         runs.append(
             await _start_or_reuse(
                 deployment,
-                parameters,
-                key=f"{suite_name}/{run_key}/{suffix}",
-                name=f"{suite_name}-{slug(run_key)}-{suffix}",
+                shard_parameters(options, share, reference),
+                key=f"{suite_name}/{options.key}/{suffix}",
+                name=f"{suite_name}-{slug(options.key)}-{suffix}",
             )
         )
-    logger.info(
+    run_logger().info(
         "Sharded %s into %d runs of %s: %s",
         loaded.suite.name,
-        shards,
+        options.shards,
         deployment,
         ", ".join(run.name for run in runs),
     )
@@ -280,8 +226,9 @@ async def _on_work_pool(
     if failed:
         listed = ", ".join(f"{run.name} ({_said(run.state)})" for run in failed)
         raise ShardsFailedError(
-            f"{len(failed)} of {shards} shard runs did not complete: {listed}; run the batch "
-            f"flow again with run_key={run_key!r} and the same shards to re-run only those"
+            f"{len(failed)} of {options.shards} shard runs did not complete: {listed}; run the "
+            f"batch flow again with run_key={options.key!r} and the same shards to re-run only "
+            "those"
         )
     return [await _report(run) for run in finished]
 
@@ -293,29 +240,21 @@ def _said(state: State[Any] | None) -> str:
     return f"{name}: {state.message}" if state.message else name
 
 
-async def _on_task_runner(
-    loaded: LoadedSuite,
-    suite_path: str,
-    shards: int,
-    run_key: str,
-    credentials: ProviderCredentials | None,
-    options: Mapping[str, Any] | None,
-) -> list[ShardReport]:
-    # The same inputs as a shard's flow run, but the block itself: a task's parameters are never
-    # stored on the server.
+async def _on_task_runner(loaded: LoadedSuite, options: RunOptions) -> list[ShardReport]:
+    # The same options as a shard's flow run, the block itself included: a task's parameters
+    # are never stored on the server.
+    # Prefect types an async task's future as holding the coroutine; it holds the report.
     futures = [
         run_shard_task.with_options(
-            task_run_name=f"{slug(loaded.suite.name)}-shard-{index + 1}-of-{shards}"
-        ).submit(
-            credentials=credentials,
-            **shard_parameters(
-                suite_path, _share(index, shards), run_key, credentials=None, options=options or {}
-            ),
-        )
-        for index in range(shards)
+            task_run_name=f"{slug(loaded.suite.name)}-shard-{index + 1}-of-{options.shards}"
+        ).submit(options=options, shard=index, shards=options.shards)
+        for index in range(options.shards)
     ]
     # Waiting in a thread keeps this loop free for Prefect's own work meanwhile.
-    return [await asyncio.to_thread(future.result) for future in futures]
+    return [
+        await asyncio.to_thread(cast("PrefectFuture[ShardReport]", future).result)
+        for future in futures
+    ]
 
 
 def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCounters:
@@ -345,27 +284,16 @@ def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCoun
 
 
 async def run_sharded(
-    loaded: LoadedSuite,
-    suite_path: str,
-    *,
-    shards: int,
-    run_key: str,
-    results_path: Path,
-    deployment: str | None = SHARD_DEPLOYMENT,
-    credentials: ProviderCredentials | None = None,
-    options: Mapping[str, Any] | None = None,
+    loaded: LoadedSuite, options: RunOptions, *, results_path: Path
 ) -> ShareOutcome:
-    """Run a suite as ``shards`` shares and merge their results into ``results_path``.
+    """Run a suite as ``options.shards`` shares and merge their results into ``results_path``.
 
-    Each share runs as a flow run of ``deployment`` on a worker of its work pool, or, with
-    ``deployment=None``, as a task on the current flow's task runner. ``options`` go to every
-    shard (base URL, concurrency, rate, results directory, chunk size)."""
-    if deployment is None:
-        reports = await _on_task_runner(loaded, suite_path, shards, run_key, credentials, options)
+    Each share runs as a flow run of ``options.shard_deployment`` on a worker of its work pool,
+    or, with no deployment, as a task on the current flow's task runner."""
+    if options.shard_deployment is None:
+        reports = await _on_task_runner(loaded, options)
     else:
-        reports = await _on_work_pool(
-            loaded, suite_path, shards, run_key, deployment, credentials, options
-        )
+        reports = await _on_work_pool(loaded, options, options.shard_deployment)
     counters = _merge(reports, results_path, loaded.run_count)
     return ShareOutcome(
         conversations=loaded.run_count,

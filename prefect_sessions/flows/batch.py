@@ -9,26 +9,28 @@ is stored in the flow run as a reference, never as values.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from prefect import flow
-from pydantic import Field
 
-from prefect_sessions.batch.chunks import DEFAULT_RESULTS_DIR
-from prefect_sessions.batch.report import FailOn, RunSummary
-from prefect_sessions.batch.run import LAST, MAX_SHARDS, run_batch
-from prefect_sessions.batch.shards import SHARD_DEPLOYMENT
-from prefect_sessions.flow_parameters import (
+from prefect_sessions.batch.report import RunSummary
+from prefect_sessions.batch.run import run_batch
+from prefect_sessions.flow_parameters import require_block_references, run_options
+from prefect_sessions.providers import AnyCredentials
+from prefect_sessions.run_options import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_RESULTS_DIR,
+    LAST,
+    SHARD_DEPLOYMENT,
+    BaseUrl,
     ChunkSize,
     Concurrency,
+    FailOn,
     IdGlob,
     MaxShare,
     Rate,
     RunKey,
+    Shards,
     Tag,
-    require_block_references,
 )
-from prefect_sessions.providers import AnyCredentials
 
 
 # The summary is persisted (JSON, no secrets in it): a caller reading a run's result through the
@@ -38,13 +40,13 @@ async def batch_conversations(
     suite_path: str,
     credentials: AnyCredentials | None = None,
     run_key: RunKey | None = None,
-    base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+")] | None = None,
+    base_url: BaseUrl | None = None,
     concurrency: Concurrency | None = None,
     rate: Rate | None = None,
     max_share: MaxShare | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: ChunkSize = 100,
-    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1,
+    chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
+    shards: Shards = 1,
     shard_deployment: str | None = SHARD_DEPLOYMENT,
     fail_on: FailOn = "any",
     baseline: RunKey | None = LAST,
@@ -84,22 +86,6 @@ async def batch_conversations(
         only_failed: Run only the conversations that failed or errored in the run with this
             key (after a fix, without spending quota on the rest).
     """
+    given = locals()  # the parameters, before any other name is bound
     require_block_references("credentials")
-    return await run_batch(
-        suite_path=suite_path,
-        run_key=run_key,
-        base_url=base_url,
-        concurrency=concurrency,
-        rate=rate,
-        max_share=max_share,
-        credentials=credentials,
-        results_dir=results_dir,
-        chunk_size=chunk_size,
-        shards=shards,
-        shard_deployment=shard_deployment,
-        fail_on=fail_on,
-        baseline=baseline,
-        tags=tags,
-        ids=ids,
-        only_failed=only_failed,
-    )
+    return await run_batch(run_options(given))

@@ -18,34 +18,37 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from prefect_sessions.batch.chunks import DEFAULT_RESULTS_DIR
-from prefect_sessions.batch.run import MAX_SHARDS
 from prefect_sessions.batch.shards import ShardReport, run_shard
-from prefect_sessions.flow_parameters import (
+from prefect_sessions.flow_parameters import require_block_references, run_options
+from prefect_sessions.providers import AnyCredentials
+from prefect_sessions.run_options import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_RESULTS_DIR,
+    MAX_SHARDS,
     ChunkSize,
     Concurrency,
     IdGlob,
     MaxShare,
     Rate,
+    RunKey,
+    Shards,
     Tag,
-    require_block_references,
 )
-from prefect_sessions.providers import AnyCredentials
 
 
 @flow(name="batch-conversations-shard", persist_result=True, result_serializer="json")
 async def batch_conversations_shard(
     suite_path: str,
     shard: Annotated[int, Field(ge=0, lt=MAX_SHARDS)],
-    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)],
-    run_key: Annotated[str, Field(min_length=1, max_length=200)],
+    shards: Shards,
+    run_key: RunKey,
     credentials: AnyCredentials | None = None,
     base_url: str | None = None,
     concurrency: Concurrency | None = None,
     rate: Rate | None = None,
     max_share: MaxShare | None = None,
     results_dir: str = DEFAULT_RESULTS_DIR,
-    chunk_size: ChunkSize = 100,
+    chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
     tags: list[Tag] | None = None,
     ids: list[IdGlob] | None = None,
     only: list[str] | None = None,
@@ -68,20 +71,6 @@ async def batch_conversations_shard(
         ids: Take only conversations whose id matches one of these globs.
         only: Take only these conversation ids (the batch run's rerun of failures).
     """
+    given = locals()  # the parameters, before any other name is bound
     require_block_references("credentials")
-    return await run_shard(
-        suite_path,
-        shard,
-        shards,
-        run_key,
-        base_url=base_url,
-        concurrency=concurrency,
-        rate=rate,
-        max_share=max_share,
-        credentials=credentials,
-        results_dir=results_dir,
-        chunk_size=chunk_size,
-        tags=tags,
-        ids=ids,
-        only=only,
-    )
+    return await run_shard(run_options(given, apart=("shard", "shards")), shard, shards)

@@ -3,14 +3,12 @@ speak to the avatar over LiveKit, so there are no typed turns), read through the
 
 from __future__ import annotations
 
-from prefect_sessions.liveavatar.adapter import LiveAvatarAdapter
-from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
 from prefect_sessions.seam.provider import TEXT_EXPECTATIONS, Provider
 
 PROVIDER = Provider(
     name="liveavatar",
-    credentials=LiveAvatarCredentials,
-    adapter=LiveAvatarAdapter,
+    credentials="prefect_sessions.liveavatar.credentials:LiveAvatarCredentials",
+    adapter="prefect_sessions.liveavatar.adapter:LiveAvatarAdapter",
     turn_kinds=frozenset({"launch", "no_reply"}),
     expectation_kinds=TEXT_EXPECTATIONS - {"trace_type"},
     optional_connection=("avatar_id", "context_id", "voice_agent_id", "is_sandbox"),

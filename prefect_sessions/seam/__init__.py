@@ -7,28 +7,16 @@
 
 It sits below the provider packages and above the engine (:mod:`prefect_sessions.http`): providers
 import it, it imports none of them.
+
+Its names live in :mod:`.api` and are imported on first use: the suite validator reads
+:mod:`.provider` and :mod:`.turns` without loading Prefect (which :mod:`.adapter` needs).
 """
 
-from prefect_sessions.seam.adapter import (
-    AdapterFactory,
-    ClientAdapter,
-    ConnectionSettings,
-    ConversationAdapter,
-    ConversationFailure,
-    resolve_credentials,
-)
-from prefect_sessions.seam.provider import Provider
-from prefect_sessions.seam.turns import Expectation, Reply, Turn
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "AdapterFactory",
-    "ClientAdapter",
-    "ConnectionSettings",
-    "ConversationAdapter",
-    "ConversationFailure",
-    "Expectation",
-    "Provider",
-    "Reply",
-    "Turn",
-    "resolve_credentials",
-]
+from prefect_sessions._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from prefect_sessions.seam.api import *  # noqa: F403
+else:
+    __getattr__, __dir__ = lazy_exports(__name__, "prefect_sessions.seam.api")

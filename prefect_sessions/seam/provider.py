@@ -4,23 +4,61 @@ A provider package (``prefect_sessions.voiceflow`` and the others, or one of you
 :class:`Provider` in its ``provider.py``; :mod:`prefect_sessions.providers` lists them. Suites,
 the UI form's block picker, block registration and maintenance ask the registry, never a provider
 package, so a new provider is one package and one registry entry.
+
+An entry may name its credentials block and its adapter as ``"module:attribute"``: they are then
+imported on first use, so validating a suite against the entry loads neither Prefect nor the
+provider's client.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-from prefect_sessions.credentials import ProviderCredentials
-from prefect_sessions.seam.adapter import AdapterFactory
 from prefect_sessions.seam.turns import EXPECTATION_KINDS, TURN_KINDS, Turn
+
+if TYPE_CHECKING:
+    from prefect_sessions.credentials import ProviderCredentials
+    from prefect_sessions.seam.adapter import AdapterFactory
+
+T = TypeVar("T")
 
 #: Every turn and expectation kind a suite can hold; a provider takes a subset.
 ALL_TURNS = frozenset(TURN_KINDS)
 ALL_EXPECTATIONS = frozenset(EXPECTATION_KINDS)
 #: The expectations that read only the answer's text and timing (no buttons, no variables).
 TEXT_EXPECTATIONS = ALL_EXPECTATIONS - {"variable", "button"}
+
+
+class Imported(Generic[T]):
+    """A field that holds an object, or ``"module:attribute"`` naming it, imported on first read.
+
+    A data descriptor: the frozen dataclass's ``__init__`` stores through :meth:`__set__`.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"_{name}"
+
+    @overload
+    def __get__(self, holder: None, owner: type) -> Imported[T]: ...
+
+    @overload
+    def __get__(self, holder: object, owner: type) -> T: ...
+
+    def __get__(self, holder: object | None, owner: type) -> T | Imported[T]:
+        if holder is None:
+            raise AttributeError("no default")  # dataclasses ask the class for a default
+        value = getattr(holder, self._attribute)
+        if isinstance(value, str):
+            module, _, attribute = value.partition(":")
+            value = getattr(importlib.import_module(module), attribute)
+            object.__setattr__(holder, self._attribute, value)
+        return cast(T, value)
+
+    def __set__(self, holder: object, value: T | str) -> None:
+        object.__setattr__(holder, self._attribute, value)
 
 
 @dataclass(frozen=True)
@@ -30,10 +68,11 @@ class Provider:
 
     #: The suite's ``provider:`` value (lower case, e.g. ``voiceflow``).
     name: str
-    #: The Prefect block type holding its credentials.
-    credentials: type[ProviderCredentials]
-    #: Builds the adapter that runs suite conversations (:mod:`prefect_sessions.seam.adapter`).
-    adapter: AdapterFactory
+    #: The Prefect block type holding its credentials (or ``"module:Class"``).
+    credentials: Imported[type[ProviderCredentials]] = Imported()
+    #: Builds the adapter that runs suite conversations (:mod:`prefect_sessions.seam.adapter`),
+    #: or ``"module:Class"`` naming it.
+    adapter: Imported[AdapterFactory] = Imported()
     turn_kinds: frozenset[str] = ALL_TURNS
     expectation_kinds: frozenset[str] = TEXT_EXPECTATIONS
     #: Fields a suite's ``connection`` must give for this provider, and the ones it may give.

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from prefect_sessions.seam.provider import TEXT_EXPECTATIONS, Provider
-from prefect_sessions.vectara.adapter import VectaraAdapter
-from prefect_sessions.vectara.credentials import VectaraCredentials
 
 PROVIDER = Provider(
     name="vectara",
-    credentials=VectaraCredentials,
-    adapter=VectaraAdapter,
+    credentials="prefect_sessions.vectara.credentials:VectaraCredentials",
+    adapter="prefect_sessions.vectara.adapter:VectaraAdapter",
     turn_kinds=frozenset({"text"}),
     expectation_kinds=TEXT_EXPECTATIONS,
     required_connection=("agent_key",),

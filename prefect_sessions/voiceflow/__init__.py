@@ -1,118 +1,15 @@
-"""Voiceflow's Conversations API: credentials block, client, models and Prefect tasks."""
+"""Voiceflow's Conversations API: credentials block, client, models and Prefect tasks.
 
-from prefect_sessions.voiceflow.client import VoiceflowClient
-from prefect_sessions.voiceflow.conversation import Conversation
-from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
-from prefect_sessions.voiceflow.errors import ButtonNotFoundError, SessionKeyRejectedError
-from prefect_sessions.voiceflow.models import (
-    Action,
-    AudioTrace,
-    Button,
-    CallForwardTrace,
-    CardV2Trace,
-    CarouselTrace,
-    ChoiceTrace,
-    CompletionTrace,
-    DebugTrace,
-    DTMFAction,
-    EndAction,
-    EndTrace,
-    Entity,
-    EventAction,
-    FileAction,
-    IntentAction,
-    LaunchAction,
-    LiveAgentHandoffAction,
-    MessageAction,
-    NoReplyAction,
-    PathAction,
-    PathTrace,
-    ReasoningTrace,
-    SpeakTrace,
-    State,
-    TextAction,
-    TextTrace,
-    ToolCallTrace,
-    Trace,
-    TurnConfig,
-    TurnResult,
-    VoiceflowSession,
-    parse_trace,
-)
-from prefect_sessions.voiceflow.stream import TraceStream
-from prefect_sessions.voiceflow.tasks import (
-    adelete_state,
-    aemit_session_event,
-    aget_state,
-    ainteract,
-    alegacy_interact,
-    astart_session,
-    aupdate_state,
-    aupdate_variables,
-    delete_state,
-    emit_session_event,
-    get_state,
-    interact,
-    legacy_interact,
-    start_session,
-    update_state,
-    update_variables,
-)
+Every public name lives in :mod:`prefect_sessions.voiceflow.api` and is imported on first use,
+so that ``import prefect_sessions.voiceflow`` alone (the suite validator reading the provider's
+registry entry) does not load Prefect.
+"""
 
-__all__ = [
-    "Action",
-    "AudioTrace",
-    "Button",
-    "ButtonNotFoundError",
-    "CallForwardTrace",
-    "CardV2Trace",
-    "CarouselTrace",
-    "ChoiceTrace",
-    "CompletionTrace",
-    "Conversation",
-    "DTMFAction",
-    "DebugTrace",
-    "EndAction",
-    "EndTrace",
-    "Entity",
-    "EventAction",
-    "FileAction",
-    "IntentAction",
-    "LaunchAction",
-    "LiveAgentHandoffAction",
-    "MessageAction",
-    "NoReplyAction",
-    "PathAction",
-    "PathTrace",
-    "ReasoningTrace",
-    "SessionKeyRejectedError",
-    "SpeakTrace",
-    "State",
-    "TextAction",
-    "TextTrace",
-    "ToolCallTrace",
-    "Trace",
-    "TraceStream",
-    "TurnConfig",
-    "TurnResult",
-    "VoiceflowClient",
-    "VoiceflowCredentials",
-    "VoiceflowSession",
-    "adelete_state",
-    "aemit_session_event",
-    "aget_state",
-    "ainteract",
-    "alegacy_interact",
-    "astart_session",
-    "aupdate_state",
-    "aupdate_variables",
-    "delete_state",
-    "emit_session_event",
-    "get_state",
-    "interact",
-    "legacy_interact",
-    "parse_trace",
-    "start_session",
-    "update_state",
-    "update_variables",
-]
+from typing import TYPE_CHECKING
+
+from prefect_sessions._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from prefect_sessions.voiceflow.api import *  # noqa: F403
+else:
+    __getattr__, __dir__ = lazy_exports(__name__, "prefect_sessions.voiceflow.api")

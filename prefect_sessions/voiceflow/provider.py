@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from prefect_sessions.seam.provider import ALL_EXPECTATIONS, ALL_TURNS, Provider
-from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
-from prefect_sessions.voiceflow.credentials import VoiceflowCredentials
 
 PROVIDER = Provider(
     name="voiceflow",
-    credentials=VoiceflowCredentials,
-    adapter=VoiceflowAdapter,
+    credentials="prefect_sessions.voiceflow.credentials:VoiceflowCredentials",
+    adapter="prefect_sessions.voiceflow.adapter:VoiceflowAdapter",
     turn_kinds=ALL_TURNS,
     expectation_kinds=ALL_EXPECTATIONS,
     required_connection=("project_id",),

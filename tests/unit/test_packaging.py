@@ -9,11 +9,18 @@ import prefect_sessions
 
 
 def test_registered_under_the_prefect_collections_entry_point():
+    # The entry point names the module that imports every credentials block: the package itself
+    # imports them lazily (the command line must not load Prefect), so it could not register them.
     found = [
         ep for ep in entry_points(group="prefect.collections") if ep.name == "prefect_sessions"
     ]
-    assert [ep.value for ep in found] == ["prefect_sessions"]
-    assert found[0].load() is prefect_sessions
+    assert [ep.value for ep in found] == ["prefect_sessions.collection"]
+    collection = found[0].load()
+    assert collection.VoiceflowCredentials is prefect_sessions.VoiceflowCredentials
+    from prefect.blocks.core import Block
+
+    for block in (prefect_sessions.VoiceflowCredentials, prefect_sessions.VectaraCredentials):
+        assert Block.get_block_class_from_key(block.get_block_type_slug()) is block
 
 
 def test_prefect_discovers_the_collection():
@@ -58,6 +65,41 @@ def test_the_shard_flow_ships_in_the_wheel():
 
     assert (files("prefect_sessions") / "flows" / "shard.py").is_file()
     assert SHARD_DEPLOYMENT.split("/")[0] == batch_conversations_shard.name
+
+
+def _modules_loaded_by(*argv: str) -> list[str]:
+    """The Prefect modules (and the emulator's) a fresh interpreter loads for the command."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    probe = (
+        "import sys, runpy, contextlib, io\n"
+        f"sys.argv = ['prefect-sessions', *{list(argv)!r}]\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    from prefect_sessions.cli import main; main()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules "
+        "if m.split('.')[0] in ('prefect', 'fastapi', 'uvicorn', 'sqlalchemy')}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={**os.environ, "VOICEFLOW_API_KEY": "any", "VECTARA_API_KEY": "any"},
+    )
+    return eval(done.stdout.strip().splitlines()[-1])
+
+
+def test_help_and_validate_load_no_prefect():
+    # Start-up a person does not notice: `--help` and `validate` import no Prefect at all (about
+    # 2 s of imports), and the package alone imports nothing of the providers.
+    assert _modules_loaded_by("--help") == []
+    assert _modules_loaded_by("validate", "examples/support-suite.yaml") == []
+    assert _modules_loaded_by("validate", "examples/vectara-suite.yaml") == []
 
 
 def test_validating_or_running_a_suite_loads_no_emulator():

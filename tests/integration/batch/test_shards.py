@@ -40,6 +40,7 @@ from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.emulator import EmulatorHandle
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.flows import batch_conversations
+from prefect_sessions.run_options import RunOptions
 from prefect_sessions.voiceflow import VoiceflowCredentials
 
 START = "POST /v4/project/{projectID}/environment/{environmentID}/session"
@@ -72,13 +73,10 @@ def test_shards_get_a_saved_block_by_reference_and_never_an_unsaved_one() -> Non
     block._block_document_id = block_id
     reference = credentials_reference(block)
     assert reference == {"$ref": {"block_document_id": str(block_id)}}
-    parameters = shard_parameters(
-        "suite.yaml",
-        Share(2, 3),
-        "night-1",
-        credentials=reference,
-        options={"concurrency": 4, "rate": None, "base_url": None, "chunk_size": 50},
+    options = RunOptions.of(
+        suite_path="suite.yaml", run_key="night-1", concurrency=4, rate=None, chunk_size=50
     )
+    parameters = shard_parameters(options, Share(2, 3), reference)
     assert parameters == {
         "suite_path": "suite.yaml",
         "shard": 2,

@@ -1,0 +1,114 @@
+"""The command line's arguments (argparse only: ``--help`` loads nothing else)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import get_args
+
+from prefect_sessions.run_options import DEFAULT_RESULTS_DIR, LAST, FailOn
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``prefect-sessions`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="prefect-sessions",
+        description="Run scripted conversations against conversational-agent APIs with Prefect.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="run a suite as a Prefect flow", description="Run a conversation suite."
+    )
+    run.add_argument("suite", help="the suite file (YAML)")
+    run.add_argument("--base-url", help="send requests here (a private cloud, the emulator)")
+    run.add_argument("--concurrency", type=int, help="conversations in flight at once")
+    run.add_argument("--rate", type=float, help="requests per second to stay under, if known")
+    run.add_argument(
+        "--max-share",
+        type=float,
+        metavar="SHARE",
+        help="use at most this share of the key's limit, e.g. 0.5 to leave half to live users",
+    )
+    run.add_argument("--report", metavar="FILE", help="write a JSON report here")
+    run.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    run.add_argument(
+        "--html", metavar="FILE", help="write a self-contained HTML report here (opens offline)"
+    )
+    run.add_argument(
+        "--baseline",
+        default=LAST,
+        metavar="last|RUN_KEY|none",
+        help="compare with this run: the suite's latest earlier run (default), a run key, or none",
+    )
+    run.add_argument(
+        "--fail-on",
+        choices=get_args(FailOn),
+        default="any",
+        help="exit 1 (and end the flow run Failed) when any conversation fails (default), only "
+        "on regressions against the baseline, or never",
+    )
+    run.add_argument(
+        "--tag",
+        action="append",
+        dest="tags",
+        metavar="TAG",
+        help="run conversations with this tag (repeatable: any of them)",
+    )
+    run.add_argument(
+        "--id",
+        action="append",
+        dest="ids",
+        metavar="GLOB",
+        help="run conversations whose id matches this glob, e.g. 'refund-*' (repeatable)",
+    )
+    run.add_argument(
+        "--only-failed", metavar="RUN_KEY", help="rerun only what failed or errored in that run"
+    )
+    run.add_argument("--run-key", help="resume the run with this key (default: a new run)")
+    run.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="where results are kept")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="a bar on a terminal (auto), one line per finished conversation (lines), or none",
+    )
+
+    validate = commands.add_parser(
+        "validate", help="check a suite without running it", description="Validate a suite."
+    )
+    validate.add_argument("suite", help="the suite file (YAML)")
+    validate.add_argument(
+        "--estimate",
+        action="store_true",
+        help="forecast the requests the suite needs and how long they take",
+    )
+    validate.add_argument(
+        "--rate", type=float, help="requests per second for the forecast (default: learned)"
+    )
+    for flag, dest, meta in (("--tag", "tags", "TAG"), ("--id", "ids", "GLOB")):
+        validate.add_argument(flag, action="append", dest=dest, metavar=meta, help="as for run")
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs of a suite",
+        description="Compare run RUN_KEY with run BASELINE_KEY, both found in the Prefect API. "
+        "Exits 1 when RUN_KEY has regressions.",
+    )
+    compare.add_argument("baseline", metavar="BASELINE_KEY")
+    compare.add_argument("run_key", metavar="RUN_KEY")
+    compare.add_argument("--suite", required=True, help="the suite file, or the suite's name")
+    compare.add_argument("--report", metavar="FILE", help="write the comparison as JSON here")
+
+    # Listed for --help only: main() hands `blocks ...` and `emulator ...` to their own commands
+    # before parsing; validating or running a suite never loads the emulator (FastAPI, uvicorn).
+    commands.add_parser(
+        "blocks",
+        help="register the block types and save credentials blocks (blocks --help)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "emulator",
+        help="serve the providers' APIs locally, emulated (emulator --help)",
+        add_help=False,
+    )
+    return parser
