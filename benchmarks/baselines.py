@@ -243,9 +243,6 @@ class RawVoiceflowAdapter:
     async def end(self, handle: _Handle) -> None:
         """Nothing to send: like the engine's adapter without the suite's ``cleanup``."""
 
-    def counters(self) -> tuple[int, int]:
-        return self.attempts, self.rate_limited
-
 
 async def bare_loop(base_url: str, conversations: int, concurrency: int) -> int:
     """The smallest client that makes each conversation's requests: ``concurrency`` workers over

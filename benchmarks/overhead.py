@@ -36,6 +36,7 @@ from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.conversation.runner import run_conversations
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.http import reset_shared_pacers
+from prefect_sessions.http.tally import tallying
 from prefect_sessions.run_options import RunOptions
 from prefect_sessions.voiceflow.adapter import VoiceflowAdapter
 
@@ -53,16 +54,16 @@ COLUMNS = (
 async def _engine(suite_path: Path, url: str, concurrency: int, store: Path) -> int:
     loaded = load_suite(suite_path)
     reset_shared_pacers()
-    async with VoiceflowAdapter(
-        connection_settings(loaded.suite, RunOptions.of(suite_path=str(suite_path), base_url=url))
-    ) as adapter:
-        counters = await run_conversations(
-            adapter,
-            iter_conversations(loaded),
-            concurrency=concurrency,
-            store=ResultStore(store),
-        )
-    return counters.requests
+    options = RunOptions.of(suite_path=str(suite_path), base_url=url)
+    with tallying() as sent:
+        async with VoiceflowAdapter(connection_settings(loaded.suite, options)) as adapter:
+            await run_conversations(
+                adapter,
+                iter_conversations(loaded),
+                concurrency=concurrency,
+                store=ResultStore(store),
+            )
+    return sent.requests
 
 
 def run(

@@ -16,15 +16,14 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
-    ArtifactFilterFlowRunId,
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.client.schemas.sorting import FlowRunSort
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.context import FlowRunContext
 from pydantic import BaseModel
 
@@ -34,6 +33,8 @@ from prefect_sessions.errors import ConfigurationError
 
 #: Runs looked at when searching for one with a readable record (a stopped run has none).
 SEARCH_LIMIT = 20
+#: The summary table's row that names the run (later runs find their baseline's key there).
+RUN_KEY_ROW = "run_key"
 
 
 def suite_tag(suite_name: str) -> str:
@@ -54,15 +55,24 @@ def conversations_key(suite_name: str) -> str:
     return f"{slug(suite_name)}-conversations"
 
 
+def run_tags(suite_name: str, run_key: str) -> list[str]:
+    """The tags a batch run's flow run carries, so later runs find it."""
+    return [suite_tag(suite_name), run_tag(run_key)]
+
+
 async def tag_this_run(suite_name: str, run_key: str) -> str | None:
-    """Tag the current flow run so later runs find it; its id (None outside a flow run)."""
+    """Tag the current flow run so later runs find it (a request only when it was not created
+    with the tags, as the command line creates it); its id (None outside a flow run)."""
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return None
     flow_run = context.flow_run
-    tags = list(dict.fromkeys([*flow_run.tags, suite_tag(suite_name), run_tag(run_key)]))
-    async with get_client() as client:
-        await client.update_flow_run(flow_run.id, tags=tags)
+    wanted = run_tags(suite_name, run_key)
+    if not set(wanted) <= set(flow_run.tags):
+        async with get_client() as client:
+            await client.update_flow_run(
+                flow_run.id, tags=list(dict.fromkeys([*flow_run.tags, *wanted]))
+            )
     return str(flow_run.id)
 
 
@@ -72,48 +82,65 @@ def _rows(data: Any) -> list[dict[str, Any]]:
     return [row for row in rows or [] if isinstance(row, dict)]
 
 
-def _key_of_run(flow_run: FlowRun) -> str:
-    tag = next((t for t in flow_run.tags if t.startswith("run-key:")), None)
-    return tag.removeprefix("run-key:") if tag else flow_run.name
+class _Published(BaseModel):
+    """What one finished run published: its summary's rows and its conversations' rows."""
+
+    flow_run_id: UUID
+    created: datetime | None = None
+    summary: list[dict[str, Any]] | None = None
+    conversations: list[dict[str, Any]] | None = None
+    description: str = ""
+
+    @property
+    def run_key(self) -> str:
+        for row in self.summary or []:
+            if row.get("metric") == RUN_KEY_ROW:
+                return str(row.get("value"))
+        # Runs published before the summary carried its key: "<suite>: run <key>".
+        return self.description.rpartition(": run ")[2]
+
+    def figures(self) -> dict[str, float]:
+        figures: dict[str, float] = {}
+        for row in self.summary or []:
+            value = row.get("value")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                figures[str(row.get("metric"))] = float(value)
+        return figures
 
 
-async def _finished_runs(
+async def _published(
     suite_name: str, run_key: str | None, limit: int, exclude_run_key: str | None = None
-) -> list[FlowRun]:
-    """The suite's finished flow runs (of ``run_key`` only, if given), newest first, without the
-    runs of ``exclude_run_key`` (the current run's earlier attempts)."""
+) -> list[_Published]:
+    """The summary and conversation tables of the suite's finished flow runs (of ``run_key``
+    only, if given), newest first, in one request; never those of ``exclude_run_key`` (the
+    current run's earlier attempts)."""
     tags = [suite_tag(suite_name)] + ([run_tag(run_key)] if run_key else [])
+    keys = {summary_key(suite_name): "summary", conversations_key(suite_name): "conversations"}
     async with get_client() as client:
-        runs = await client.read_flow_runs(
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))),
             flow_run_filter=FlowRunFilter(
                 tags=FlowRunFilterTags(all_=tags),
                 state=FlowRunFilterState(
                     type=FlowRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED])
                 ),
             ),
-            sort=FlowRunSort.START_TIME_DESC,
-            limit=limit,
+            sort=ArtifactSort.CREATED_DESC,
+            limit=2 * limit,
         )
-    return [run for run in runs if exclude_run_key is None or _key_of_run(run) != exclude_run_key]
-
-
-async def _tables(suite_name: str, runs: list[FlowRun]) -> dict[tuple[UUID, str], Any]:
-    """``{(flow run id, artifact key): rows}`` of the runs' summary and conversation tables."""
-    if not runs:
-        return {}
-    keys = [summary_key(suite_name), conversations_key(suite_name)]
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[run.id for run in runs]),
-                key=ArtifactFilterKey(any_=keys),
-            )
-        )
-    return {
-        (artifact.flow_run_id, artifact.key): artifact.data
-        for artifact in artifacts
-        if artifact.flow_run_id is not None and artifact.key is not None
-    }
+    runs: dict[UUID, _Published] = {}
+    for artifact in artifacts:
+        if artifact.flow_run_id is None or artifact.key not in keys:
+            continue
+        run = runs.setdefault(artifact.flow_run_id, _Published(flow_run_id=artifact.flow_run_id))
+        setattr(run, keys[artifact.key], _rows(artifact.data))
+        if keys[artifact.key] == "summary":
+            run.created, run.description = artifact.created, artifact.description or ""
+    return [
+        run
+        for run in runs.values()
+        if run.summary is not None and (exclude_run_key is None or run.run_key != exclude_run_key)
+    ][:limit]
 
 
 async def find_record(
@@ -121,29 +148,20 @@ async def find_record(
 ) -> RunRecord | None:
     """The record of the latest finished run of a suite (with ``run_key``, of that run; a
     resumed run shares its key with the attempts before it), or None; never one of
-    ``exclude_run_key`` (the current run's earlier attempts)."""
-    runs = await _finished_runs(suite_name, run_key, SEARCH_LIMIT, exclude_run_key)
-    tables = await _tables(suite_name, runs)
-    for flow_run in runs:
-        summary = tables.get((flow_run.id, summary_key(suite_name)))
-        conversations = tables.get((flow_run.id, conversations_key(suite_name)))
-        if summary is None or conversations is None:
+    ``exclude_run_key`` (the current run's earlier attempts). One request to the API."""
+    for run in await _published(suite_name, run_key, SEARCH_LIMIT, exclude_run_key):
+        if run.conversations is None:
             continue  # stopped before it published: not a baseline
-        figures: dict[str, float] = {}
-        for row in _rows(summary):
-            value = row.get("value")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                figures[str(row.get("metric"))] = float(value)
         statuses = {
             str(row["id"]): row["status"]
-            for row in _rows(conversations)
+            for row in run.conversations
             if row.get("status") in ("passed", "failed", "errored") and "id" in row
         }
         return RunRecord(
-            run_key=_key_of_run(flow_run),
-            flow_run_id=str(flow_run.id),
+            run_key=run.run_key,
+            flow_run_id=str(run.flow_run_id),
             statuses=statuses,
-            figures=figures,
+            figures=run.figures(),
         )
     return None
 
@@ -177,21 +195,14 @@ async def recent_runs(
     suite_name: str, limit: int = 20, *, exclude_run_key: str | None = None
 ) -> list[PastRun]:
     """The suite's latest finished runs with a summary, oldest first (without those of
-    ``exclude_run_key``: the run a report is about)."""
-    runs = await _finished_runs(suite_name, None, limit, exclude_run_key)
-    tables = await _tables(suite_name, runs)
-    past: list[PastRun] = []
-    for flow_run in runs:
-        summary = tables.get((flow_run.id, summary_key(suite_name)))
-        if summary is None:
-            continue
-        figures = {row.get("metric"): row.get("value") for row in _rows(summary)}
-        past.append(
-            PastRun(
-                run_key=_key_of_run(flow_run),
-                started=flow_run.start_time,
-                passed=float(figures.get("passed") or 0),
-                conversations=float(figures.get("conversations") or 0),
-            )
+    ``exclude_run_key``: the run a report is about). One request to the API."""
+    past = [
+        PastRun(
+            run_key=run.run_key,
+            started=run.created,
+            passed=run.figures().get("passed", 0.0),
+            conversations=run.figures().get("conversations", 0.0),
         )
+        for run in await _published(suite_name, None, limit, exclude_run_key)
+    ]
     return list(reversed(past))

@@ -27,6 +27,7 @@ from prefect_sessions.batch.chunks import (
 )
 from prefect_sessions.batch.comparison import RunRecord, compare
 from prefect_sessions.batch.history import (
+    RUN_KEY_ROW,
     conversations_key,
     find_record,
     require_record,
@@ -187,8 +188,8 @@ def summarize(
         runs=outcome.conversations,
         flaky=[verdict.id for verdict in judged if verdict.flaky],
         resumed=outcome.resumed,
-        requests=outcome.counters.requests,
-        rate_limited=outcome.counters.rate_limited,
+        requests=outcome.sent.requests,
+        rate_limited=outcome.sent.rate_limited,
         duration_s=round(duration_s, 3),
         results_path=str(results_path),
         shards=shards,
@@ -236,8 +237,11 @@ async def _publish(
     """The summary's figures, a row per conversation, the comparison and the markdown report of
     failures, as Prefect artifacts (later runs read the first two: :mod:`.history`)."""
     description = f"{summary.suite}: run {summary.run_key}"
+    figures: list[dict[str, Any]] = [
+        {"metric": name, "value": value} for name, value in summary.figures().items()
+    ]
     await acreate_table_artifact(
-        table=[{"metric": name, "value": value} for name, value in summary.figures().items()],
+        table=[*figures, {"metric": RUN_KEY_ROW, "value": summary.run_key}],
         key=summary_key(summary.suite),
         description=description,
     )

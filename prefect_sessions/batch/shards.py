@@ -49,11 +49,11 @@ from prefect_sessions.batch.chunks import (
     slug,
 )
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
-from prefect_sessions.conversation.runner import RunCounters
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, RunStoppedError
+from prefect_sessions.http.tally import Tally
 from prefect_sessions.logs import run_logger
 from prefect_sessions.run_options import SHARD_DEPLOYMENT, RunOptions
 
@@ -99,15 +99,15 @@ async def run_shard(options: RunOptions, shard: int, shards: int) -> ShardReport
         options.key,
         outcome.conversations,
         outcome.resumed,
-        outcome.counters.requests,
+        outcome.sent.requests,
     )
     return ShardReport(
         shard=shard,
         shards=shards,
         conversations=outcome.conversations,
         resumed=outcome.resumed,
-        requests=outcome.counters.requests,
-        rate_limited=outcome.counters.rate_limited,
+        requests=outcome.sent.requests,
+        rate_limited=outcome.sent.rate_limited,
         ran_on=f"{socket.gethostname()}:{os.getpid()}",
         results=results,
     )
@@ -257,21 +257,22 @@ async def _on_task_runner(loaded: LoadedSuite, options: RunOptions) -> list[Shar
     ]
 
 
-def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCounters:
+def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> ShareOutcome:
     """Write every shard's results into one results file (replacing it whole, so a re-run of the
-    parent never doubles a line) and check that each conversation is there exactly once."""
-    counters = RunCounters()
+    parent never doubles a line) and check that each conversation is there exactly once; the
+    whole suite's outcome."""
+    outcome = ShareOutcome(conversations=expected, resumed=0, store=ResultStore(path))
     seen: set[str] = set()
     twice: list[str] = []
     merged: list[ConversationResult] = []
     for report in reports:
-        counters.requests += report.requests
-        counters.rate_limited += report.rate_limited
+        outcome.resumed += report.resumed
+        outcome.sent.add(Tally(requests=report.requests, rate_limited=report.rate_limited))
         for result in report.results:
             if result.key in seen:
                 twice.append(result.key)
             seen.add(result.key)
-            counters.count(result)
+            outcome.counters.count(result)
             merged.append(result)
     if twice or len(seen) != expected:
         raise ShardsFailedError(
@@ -279,8 +280,8 @@ def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCoun
             f"conversations, {len(twice)} reported twice (e.g. {twice[:3]}); were the "
             "shards run with another copy of the suite?"
         )
-    ResultStore(path).replace_all(merged)
-    return counters
+    outcome.store.replace_all(merged)
+    return outcome
 
 
 async def run_sharded(
@@ -294,13 +295,7 @@ async def run_sharded(
         reports = await _on_task_runner(loaded, options)
     else:
         reports = await _on_work_pool(loaded, options, options.shard_deployment)
-    counters = _merge(reports, results_path, loaded.run_count)
-    return ShareOutcome(
-        conversations=loaded.run_count,
-        resumed=sum(report.resumed for report in reports),
-        store=ResultStore(results_path),
-        counters=counters,
-    )
+    return _merge(reports, results_path, loaded.run_count)
 
 
 __all__ = [

@@ -244,6 +244,7 @@ class TemporaryServer:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
+            _drain_prefect_workers()  # the run's last logs and events reach the server first
             process.terminate()
             try:
                 process.wait(timeout=10)
@@ -253,6 +254,17 @@ class TemporaryServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _drain_prefect_workers() -> None:
+    """Send what Prefect's log and event workers still hold (bounded), before their server goes:
+    otherwise they print "Error logging to API" after the run."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=5)
 
 
 @contextlib.contextmanager

@@ -202,18 +202,21 @@ def _watching(
 def _run_on(
     api: PrefectApi, args: argparse.Namespace, options: RunOptions, loaded: LoadedSuite
 ) -> int:
+    from prefect import tags
     from prefect.exceptions import ParameterTypeError
 
     from prefect_sessions.batch.chunks import listening
+    from prefect_sessions.batch.history import run_tags
     from prefect_sessions.batch.report import RunSummary
     from prefect_sessions.errors import ConfigurationError, RunStoppedError
-    from prefect_sessions.flows import batch_conversations
+    from prefect_sessions.flows.batch import batch_conversations
 
     api.ready()  # a temporary server booted while the flow's modules loaded
     with (
         _Progress(loaded.run_count, args.progress) as progress,
         _watching(api, args, options, loaded.suite.name),
         listening(progress.advance),
+        tags(*run_tags(loaded.suite.name, options.key)),  # so the run needs no tagging request
     ):
         state: State[RunSummary] = asyncio.run(
             _as_coroutine(batch_conversations(**options.flow_parameters(), return_state=True))

@@ -76,6 +76,7 @@ class ResultStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._folder_made = False
 
     def __iter__(self) -> Iterator[ConversationResult]:
         """Every result written so far; a line cut by a killed process is skipped."""
@@ -102,7 +103,9 @@ class ResultStore:
     def append(self, result: ConversationResult) -> None:
         line = result.model_dump_json() + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._folder_made:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._folder_made = True
             # One write per line in append mode: a kill can cut the last line, never mix two.
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line)

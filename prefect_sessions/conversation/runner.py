@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from prefect_sessions.conversation.dataset import Conversation
 from prefect_sessions.conversation.results import (
@@ -40,20 +42,17 @@ RESTARTABLE = (OutcomeUnknownError, ProviderUnavailableError, RateLimitedError)
 
 @dataclass
 class RunCounters:
-    """Totals of one batch (of one chunk task, or of a whole run when added up)."""
+    """Verdicts of one batch (of one chunk task, or of a whole run when added up). Requests are
+    counted by the engine's tallies (:mod:`prefect_sessions.http.tally`), not here."""
 
     passed: int = 0
     failed: int = 0
     errored: int = 0
-    requests: int = 0
-    rate_limited: int = 0
 
     def add(self, other: RunCounters) -> None:
         self.passed += other.passed
         self.failed += other.failed
         self.errored += other.errored
-        self.requests += other.requests
-        self.rate_limited += other.rate_limited
 
     def count(self, result: ConversationResult) -> None:
         if result.status == "passed":
@@ -108,9 +107,19 @@ async def _attempt(
         # Cleanup is best effort; the verdict stands.
         with contextlib.suppress(PrefectSessionsError):
             await adapter.end(session)
-        if isinstance(adapter, ReportsUsage):
-            for name, amount in adapter.usage(session).items():
+        if _reports_usage(adapter):
+            for name, amount in cast(ReportsUsage, adapter).usage(session).items():
                 usage[name] = round(usage.get(name, 0.0) + amount, 4)
+
+
+@functools.cache
+def _usage_reporting(kind: type) -> bool:
+    # A runtime-checkable protocol's isinstance walks its attributes each time: once per class.
+    return issubclass(kind, ReportsUsage)
+
+
+def _reports_usage(adapter: ConversationAdapter) -> bool:
+    return _usage_reporting(type(adapter))
 
 
 async def run_conversation(
@@ -175,12 +184,15 @@ async def run_conversations(
     on_result: Callable[[ConversationResult], None] | None = None,
     restarts: int = 1,
     slots: asyncio.Semaphore | None = None,
+    dispatched: asyncio.Event | None = None,
 ) -> RunCounters:
     """Run ``conversations`` with at most ``concurrency`` at once; append each result to
     ``store`` as it finishes. Conversations are pulled lazily from the iterable.
 
     ``slots``, shared by several calls on one event loop, caps the conversations in flight across
     all of them: when one call's last conversations leave slots idle, another call takes them.
+    ``dispatched`` is set once every conversation has been taken (the last ones may still be in
+    flight), so that a caller can start the next batch while these finish.
 
     Raises:
         RunStoppedError: the provider went away. No new conversation starts; those in flight end
@@ -198,6 +210,8 @@ async def run_conversations(
                     return
                 conversation = next(source, None)  # shared: each conversation to one worker
                 if conversation is None:
+                    if dispatched is not None:
+                        dispatched.set()
                     return
                 try:
                     result = await run_conversation(adapter, conversation, restarts=restarts)
@@ -210,8 +224,11 @@ async def run_conversations(
             if on_result is not None:
                 on_result(result)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    counters.requests, counters.rate_limited = adapter.counters()
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        if dispatched is not None:
+            dispatched.set()
     if stopped:
         raise stopped[0]
     return counters

@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import random
 import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from prefect_sessions._version import __version__
 from prefect_sessions.errors import (
@@ -33,6 +31,7 @@ from prefect_sessions.errors import (
     ProviderError,
     ProviderUnavailableError,
     RateLimitedError,
+    RetryHint,
 )
 from prefect_sessions.http.auth import CredentialAuth
 from prefect_sessions.http.breaker import BreakerPolicy, CircuitBreaker, failure_kind
@@ -40,8 +39,13 @@ from prefect_sessions.http.envelope import GENERIC, Envelope, UnreadableAnswer
 from prefect_sessions.http.hints import retry_hint, should_retry_header
 from prefect_sessions.http.pacers import shared_pacer
 from prefect_sessions.http.pacing import Pacer
-from prefect_sessions.http.retry import RetryPolicy, compute_wait, is_retryable_status
-from prefect_sessions.http.tally import count_attempt, count_rate_limited
+from prefect_sessions.http.retry import (
+    RetryPolicy,
+    gave_up_detail,
+    is_retryable_status,
+    next_wait,
+)
+from prefect_sessions.http.tally import Tally, count_attempt, count_rate_limited
 
 #: Pacers kept for credentials given per request (one per recent LiveAvatar session token).
 MAX_REQUEST_PACERS = 1024
@@ -77,13 +81,23 @@ def _json_kind(expect: type[Any]) -> str:
 
 @dataclass
 class RequestStats:
-    """Counters of one client, for reports and benchmarks (never per-turn logs)."""
+    """Counters of one client, for reports and benchmarks (never per-turn logs). Its attempts and
+    429s are the engine's one count (:mod:`prefect_sessions.http.tally`), kept for this client."""
 
     requests: int = 0
-    attempts: int = 0
-    rate_limited: int = 0
+    sent: Tally = field(default_factory=Tally)
     retries: int = 0
     waited_seconds: float = 0.0
+
+    @property
+    def attempts(self) -> int:
+        """Requests sent, retries included."""
+        return self.sent.requests
+
+    @property
+    def rate_limited(self) -> int:
+        """Of those, the ones answered 429."""
+        return self.sent.rate_limited
 
 
 def _error_class(status: int) -> type[ProviderError]:
@@ -424,135 +438,105 @@ class HttpClient:
         *,
         stream: bool,
     ) -> httpx.Response:
+        """The retry loop: one attempt after another, until one succeeds or
+        :func:`~prefect_sessions.http.retry.next_wait` says to stop."""
         self.stats.requests += 1
-        attempts = 0
         pacer = self._pacer_for(auth)
-
-        async def attempt() -> httpx.Response:
-            nonlocal attempts
-            attempts += 1
-            self.stats.attempts += 1
-            count_attempt()
-            probe = await self.breaker.admit()  # before a pacer slot: never hold one waiting here
-            async with pacer.slot() as grant:
-                try:
-                    response = await client.send(
-                        build(), auth=auth or httpx.USE_CLIENT_DEFAULT, stream=stream
-                    )
-                except httpx.TransportError as exc:
-                    self.breaker.failed(failure_kind(exc), probe)
-                    raise self._transport_error(
-                        exc, operation, idempotent, auth, attempts=attempts
-                    ) from exc
-                except BaseException:
-                    self.breaker.abandoned(probe)
-                    raise
-                self.breaker.succeeded(probe)
-                hint = retry_hint(response.headers, datetime.now(timezone.utc))
-                pacer.observe(
-                    grant,
-                    status=response.status_code,
-                    headers=response.headers,
-                    retry_after=hint.seconds if hint else None,
-                    retry_after_resolution=hint.resolution if hint else 0.0,
+        waited = 0.0  # between attempts so far, as the budget counts it
+        attempt = 1
+        while True:
+            try:
+                return await self._attempt(
+                    client, build, pacer, operation, idempotent, auth, attempt, stream=stream
                 )
-            if response.is_success:
-                return response
-            if stream:
-                await response.aread()
-                await response.aclose()
-            if response.status_code == 429:
-                self.stats.rate_limited += 1
-                count_rate_limited()
-            raise self._status_error(response, operation, idempotent, auth, attempts=attempts)
+            except ProviderError as error:
+                wait = next_wait(
+                    self.retry_policy,
+                    error,
+                    attempt=attempt,
+                    waited=waited,
+                    provider_down=self.breaker.failing,
+                    rand=self._rand,
+                )
+                if wait is None:
+                    if not error.retryable:
+                        raise
+                    detail = gave_up_detail(
+                        self.retry_policy, error, attempt=attempt, waited=waited
+                    )
+                    raise error.with_attempts(attempt, detail) from error.__cause__
+                pause = self.breaker.cut(wait)  # never past when the provider is given up on
+                self._retrying(operation, error, attempt, pause)
+                await self._sleep(pause)
+                waited += wait
+                attempt += 1
 
-        # Most requests succeed at once, and tenacity's loop costs about as much CPU per request
-        # as the rest of the engine's bookkeeping: enter it only after a retryable failure.
-        try:
-            return await attempt()
-        except ProviderError as exc:
-            if not exc.retryable:
+    async def _attempt(
+        self,
+        client: httpx.AsyncClient,
+        build: Callable[[], httpx.Request],
+        pacer: Pacer,
+        operation: str,
+        idempotent: bool,
+        auth: CredentialAuth | None,
+        attempt: int,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        """One attempt, layered: admission (the circuit breaker), pacing (a pacer slot), the
+        send, what the answer teaches the pacer; a failure as the package's error."""
+        count_attempt(self.stats.sent)
+        probe = await self.breaker.admit()  # before a pacer slot: never hold one waiting here
+        async with pacer.slot() as grant:
+            try:
+                response = await client.send(
+                    build(), auth=auth or httpx.USE_CLIENT_DEFAULT, stream=stream
+                )
+            except httpx.TransportError as exc:
+                self.breaker.failed(failure_kind(exc), probe)
+                raise self._transport_error(
+                    exc, operation, idempotent, auth, attempts=attempt
+                ) from exc
+            except BaseException:
+                self.breaker.abandoned(probe)
                 raise
-            first_failure: ProviderError | None = exc
-
-        async def replay_then_attempt() -> httpx.Response:
-            # tenacity's attempt 1 is the failure above, replayed without sending, so attempt
-            # numbers, waits and the retry budget come out as if tenacity had sent it.
-            nonlocal first_failure
-            if first_failure is not None:
-                failure, first_failure = first_failure, None
-                raise failure
-            return await attempt()
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.retryable),
-            wait=self._wait,
-            stop=self._stop,
-            sleep=lambda seconds: self._sleep(self.breaker.cut(seconds)),
-            before_sleep=lambda state: self._before_sleep(state, operation),
-            retry_error_callback=self._give_up,
-            reraise=True,
+            self.breaker.succeeded(probe)
+            # The headers are read once, into a plain dict: httpx looks each name up by a scan.
+            headers = dict(response.headers.items())
+            now = datetime.now(timezone.utc)
+            hint = None if response.is_success else retry_hint(headers, now)
+            pacer.observe(
+                grant,
+                status=response.status_code,
+                headers=headers,
+                retry_after=hint.seconds if hint else None,
+                retry_after_resolution=hint.resolution if hint else 0.0,
+                now=now,
+            )
+        if response.is_success:
+            return response
+        if stream:
+            await response.aread()
+            await response.aclose()
+        if response.status_code == 429:
+            count_rate_limited(self.stats.sent)
+        raise self._status_error(
+            response, operation, idempotent, auth, attempts=attempt, hint=hint, headers=headers
         )
-        response: httpx.Response = await retrying(replay_then_attempt)
-        return response
 
-    # -- retry decisions (tenacity callbacks) ---------------------------------------------------
-
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        hint = error.hint if isinstance(error, ProviderError) else None
-        wait = compute_wait(
-            self.retry_policy,
-            attempt=state.attempt_number,
-            hint=hint,
-            budget_left=self.retry_policy.max_wait_seconds - state.idle_for,
-            rand=self._rand,
-        )
-        return math.inf if wait is None else wait
-
-    def _stop(self, state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        unanswered = isinstance(error, ProviderUnavailableError) and error.status_code is None
-        if unanswered and self.breaker.failing:
-            # Nothing has answered since this streak began: the breaker decides when to stop
-            # (ProviderDownError), so no conversation gets a verdict from an outage.
-            return False
-        if state.attempt_number >= self.retry_policy.max_attempts:
-            return True
-        return state.idle_for + state.upcoming_sleep > self.retry_policy.max_wait_seconds
-
-    def _before_sleep(self, state: RetryCallState, operation: str) -> None:
+    def _retrying(self, operation: str, error: ProviderError, attempt: int, pause: float) -> None:
         self.stats.retries += 1
-        self.stats.waited_seconds += state.upcoming_sleep
-        error = state.outcome.exception() if state.outcome else None
-        status = getattr(error, "status_code", None)
+        self.stats.waited_seconds += pause
+        status = error.status_code
         logger.debug(
             "%s %s: %s, retrying in %.3f s (attempt %d of %d)",
             self.provider,
             operation,
             f"HTTP {status}" if status else type(error).__name__,
-            state.upcoming_sleep,
-            state.attempt_number + 1,
+            pause,
+            attempt + 1,
             self.retry_policy.max_attempts,
         )
-
-    def _give_up(self, state: RetryCallState) -> NoReturn:
-        error = state.outcome.exception() if state.outcome else None
-        if not isinstance(error, ProviderError):  # pragma: no cover - only ProviderError retries
-            raise RuntimeError("retry stopped without a provider error") from error
-        policy = self.retry_policy
-        budget_left = max(0.0, policy.max_wait_seconds - state.idle_for)
-        if error.hint is not None and error.hint.seconds > budget_left:
-            detail = (
-                f"the server asked to wait {error.hint.seconds:.1f} s ({error.hint.source}) but "
-                f"only {budget_left:.1f} s of the {policy.max_wait_seconds:g} s retry budget was "
-                "left; not retrying early"
-            )
-        elif state.attempt_number >= policy.max_attempts:
-            detail = None  # the message already ends "after N attempts"
-        else:
-            detail = f"gave up: the {policy.max_wait_seconds:g} s retry budget is spent"
-        raise error.with_attempts(state.attempt_number, detail) from error.__cause__
 
     # -- error construction ---------------------------------------------------------------------
 
@@ -575,12 +559,13 @@ class HttpClient:
         auth: CredentialAuth | None,
         *,
         attempts: int,
+        hint: RetryHint | None,
+        headers: Mapping[str, str],
     ) -> ProviderError:
         status = response.status_code
         body = self.envelope.read_error(response)
-        hint = retry_hint(response.headers, datetime.now(timezone.utc))
         retryable = is_retryable_status(
-            status, idempotent=idempotent, should_retry=should_retry_header(response.headers)
+            status, idempotent=idempotent, should_retry=should_retry_header(headers)
         )
         common: dict[str, Any] = {
             "provider": self.provider,

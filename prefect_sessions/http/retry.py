@@ -1,16 +1,19 @@
 """When to retry a request and how long to wait first.
 
 The decisions live here as pure functions so that they can be property-tested without a network;
-the client wires them into tenacity.
+the client's retry loop (:meth:`prefect_sessions.http.HttpClient.request`) asks
+:func:`next_wait` after each failed attempt, as openai-python's ``_base_client`` asks its
+``_should_retry`` and ``_calculate_retry_timeout``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prefect_sessions.errors import RetryHint
+from prefect_sessions.errors import ProviderError, ProviderUnavailableError, RetryHint
 
 #: Statuses worth a retry when the request is safe to replay.
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
@@ -100,3 +103,56 @@ def is_retryable_status(status: int, *, idempotent: bool, should_retry: bool | N
     if idempotent:
         return status in RETRYABLE_STATUSES
     return status in NOT_ACTED_STATUSES
+
+
+def next_wait(
+    policy: RetryPolicy,
+    error: ProviderError,
+    *,
+    attempt: int,
+    waited: float,
+    provider_down: bool,
+    rand: Callable[[], float],
+) -> float | None:
+    """After attempt number ``attempt`` (from 1) failed with ``error``, having waited ``waited``
+    seconds between attempts so far: how long to wait before the next one, or ``None`` to stop.
+
+    - A failure that is not safe to retry stops at once.
+    - While the provider answers nothing at all and the circuit breaker counts it as failing
+      (``provider_down``), the breaker decides when to stop, not the attempts or the budget, so
+      no conversation gets a verdict from an outage: the wait is then ``math.inf``, which the
+      caller shortens to when the breaker gives up.
+    - Otherwise: no more than ``policy.max_attempts`` attempts, and no wait that would take the
+      total past ``policy.max_wait_seconds`` (a server hint longer than what is left stops too).
+    """
+    if not error.retryable:
+        return None
+    wait = compute_wait(
+        policy,
+        attempt=attempt,
+        hint=error.hint,
+        budget_left=policy.max_wait_seconds - waited,
+        rand=rand,
+    )
+    unanswered = isinstance(error, ProviderUnavailableError) and error.status_code is None
+    if unanswered and provider_down:
+        return math.inf if wait is None else wait
+    if attempt >= policy.max_attempts or wait is None:
+        return None
+    return None if waited + wait > policy.max_wait_seconds else wait
+
+
+def gave_up_detail(
+    policy: RetryPolicy, error: ProviderError, *, attempt: int, waited: float
+) -> str | None:
+    """Why retrying stopped, for the error's message (``None``: its "after N attempts" says it)."""
+    budget_left = max(0.0, policy.max_wait_seconds - waited)
+    if error.hint is not None and error.hint.seconds > budget_left:
+        return (
+            f"the server asked to wait {error.hint.seconds:.1f} s ({error.hint.source}) but only "
+            f"{budget_left:.1f} s of the {policy.max_wait_seconds:g} s retry budget was left; "
+            "not retrying early"
+        )
+    if attempt >= policy.max_attempts:
+        return None
+    return f"gave up: the {policy.max_wait_seconds:g} s retry budget is spent"

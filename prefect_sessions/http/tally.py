@@ -1,9 +1,12 @@
-"""Requests counted per piece of work (one conversation), whichever client sent them.
+"""The one count of requests: each attempt the engine sends, and each answered 429, counted once
+into every tally open around it.
 
-A run's clients count their requests in total; a report also wants them per conversation, and
-conversations share one client concurrently. The count therefore follows the asyncio context:
-the code that runs a conversation opens a tally, and every request sent from inside it (tasks it
-starts included, as they copy the context) is added to that tally.
+A run wants its requests in total, a report wants them per conversation, and conversations share
+one client concurrently. The count therefore follows the asyncio context: the code that runs a
+share of a suite opens a tally, the code that runs a conversation opens one inside it, and every
+request sent from inside (tasks started there included, as they copy the context) is added to
+each. A client's own :class:`~prefect_sessions.http.client.RequestStats` is one more tally the
+engine counts into, so the per-request, per-conversation and per-run figures come from one place.
 """
 
 from __future__ import annotations
@@ -21,35 +24,39 @@ class Tally:
     requests: int = 0
     rate_limited: int = 0
 
+    def add(self, other: Tally) -> None:
+        self.requests += other.requests
+        self.rate_limited += other.rate_limited
 
-_current: ContextVar[Tally | None] = ContextVar("request_tally", default=None)
+
+_open: ContextVar[tuple[Tally, ...]] = ContextVar("request_tallies", default=())
 
 
 @contextmanager
-def tallying() -> Iterator[Tally]:
-    """Count the requests sent inside the block::
+def tallying(tally: Tally | None = None) -> Iterator[Tally]:
+    """Count the requests sent inside the block into ``tally`` (a new one by default), and into
+    every tally already open around it::
 
-    with tallying() as tally:
-        await run_the_conversation()
-    print(tally.requests)
+        with tallying() as run:
+            with tallying() as conversation:
+                await run_the_conversation()
+        print(conversation.requests, run.requests)
     """
-    tally = Tally()
-    token = _current.set(tally)
+    tally = Tally() if tally is None else tally
+    token = _open.set((*_open.get(), tally))
     try:
         yield tally
     finally:
-        _current.reset(token)
+        _open.reset(token)
 
 
-def count_attempt() -> None:
-    """Add one sent request to the open tally, if any (the HTTP engine calls this)."""
-    tally = _current.get()
-    if tally is not None:
+def count_attempt(*also: Tally) -> None:
+    """Add one sent request to ``also`` and to every open tally (the HTTP engine calls this)."""
+    for tally in (*also, *_open.get()):
         tally.requests += 1
 
 
-def count_rate_limited() -> None:
-    """Add one answer 429 to the open tally, if any."""
-    tally = _current.get()
-    if tally is not None:
+def count_rate_limited(*also: Tally) -> None:
+    """Add one answer 429 to ``also`` and to every open tally."""
+    for tally in (*also, *_open.get()):
         tally.rate_limited += 1

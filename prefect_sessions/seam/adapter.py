@@ -62,10 +62,6 @@ class ConversationAdapter(Protocol):
         """Close the session and clean up what it left on the provider."""
         ...
 
-    def counters(self) -> tuple[int, int]:
-        """``(requests sent, answered 429)`` so far."""
-        ...
-
 
 @runtime_checkable
 class ReportsUsage(Protocol):
@@ -96,7 +92,7 @@ ClientT = TypeVar("ClientT", bound=ProviderClient)
 
 
 class ClientAdapter(abc.ABC, Generic[ClientT]):
-    """Opens the provider client on ``async with`` and closes it after; counts its requests."""
+    """Opens the provider client on ``async with`` and closes it after."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
@@ -121,10 +117,6 @@ class ClientAdapter(abc.ABC, Generic[ClientT]):
         if self._client is None:
             raise RuntimeError("use the adapter inside 'async with'")
         return self._client
-
-    def counters(self) -> tuple[int, int]:
-        stats = self.client.http.stats
-        return stats.attempts, stats.rate_limited
 
 
 C = TypeVar("C", bound=ProviderCredentials)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from benchmarks import at_limit, flow_profile, growth, overhead, workers
+from benchmarks import at_limit, flow_profile, growth, overhead, startup, workers
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -101,3 +101,15 @@ def test_flow_profile_times_engine_and_flow_side_by_side(
         assert set(flow_profile.COLUMNS) <= set(row)
         assert 0 < row["flow_inside_s"] <= row["flow_s"]
     assert profile.stat().st_size > 0  # the last flow run was profiled
+
+
+def test_startup_times_the_commands_side_by_side(quiet_environment: None) -> None:
+    report = startup.run(rounds=1)
+    _check(report, startup.COLUMNS, rows=7)
+    assert [row["command"] for row in report["rows"]][:3] == [
+        "bare imports",
+        "--help",
+        "validate (demo suite)",
+    ]
+    reuse = next(item for item in report["goals"] if "reused" in item["goal"])
+    assert "said so: True, temporary server: False" in reuse["value"]

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from benchmarks.common import API_KEY, write_suite
 from prefect_sessions.batch import shards as shards_module
-from prefect_sessions.batch.chunks import WHOLE_SUITE, Share, results_file
+from prefect_sessions.batch.chunks import WHOLE_SUITE, Share, ShareOutcome, results_file
 from prefect_sessions.batch.report import RunSummary
 from prefect_sessions.batch.shards import (
     ShardReport,
@@ -35,7 +35,6 @@ from prefect_sessions.batch.shards import (
 )
 from prefect_sessions.conversation.dataset import iter_conversations
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
-from prefect_sessions.conversation.runner import RunCounters
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.emulator import EmulatorHandle
 from prefect_sessions.errors import ConfigurationError
@@ -102,9 +101,9 @@ def _report_of(shard: int, ids: list[str]) -> ShardReport:
 
 def test_the_merge_writes_one_file_with_every_conversation_once(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
-    counters = _merge([_report_of(0, ["a", "c"]), _report_of(1, ["b"])], path, expected=3)
+    merged = _merge([_report_of(0, ["a", "c"]), _report_of(1, ["b"])], path, expected=3)
     assert sorted(r.id for r in ResultStore(path)) == ["a", "b", "c"]
-    assert (counters.passed, counters.requests, counters.rate_limited) == (3, 9, 2)
+    assert (merged.counters.passed, merged.sent.requests, merged.sent.rate_limited) == (3, 9, 2)
     # Merging again (a resumed batch reusing the shards) replaces the file, never doubles it.
     _merge([_report_of(0, ["a", "c"]), _report_of(1, ["b"])], path, expected=3)
     assert len(list(ResultStore(path))) == 3
@@ -198,7 +197,7 @@ async def test_a_sharded_run_on_a_dask_cluster_merges_every_conversation_once(
     seen: list[ShardReport] = []  # the reports the flow merges, from wherever the shards ran
     merge = shards_module._merge
 
-    def recording(reports: Iterable[ShardReport], path: Path, expected: int) -> RunCounters:
+    def recording(reports: Iterable[ShardReport], path: Path, expected: int) -> ShareOutcome:
         seen.extend(reports)
         return merge(seen, path, expected)
 
