@@ -189,15 +189,16 @@ async def run_conversation_chunk(
     """
     _settle_heap()
     try:
-        return await run_conversations(
-            adapter,
-            conversations,
-            concurrency=min(concurrency, len(conversations)),
-            store=ResultStore(results_path),
-            on_result=_listener.get(),
-            slots=slots,
-            dispatched=dispatched,
-        )
+        with ResultStore(results_path).appending() as store:
+            return await run_conversations(
+                adapter,
+                conversations,
+                concurrency=min(concurrency, len(conversations)),
+                store=store,
+                on_result=_listener.get(),
+                slots=slots,
+                dispatched=dispatched,
+            )
     except RunStoppedError as exc:
         # The task run fails with the cause as its one-line message, not a traceback; awaiting
         # it raises ``exc`` again for the flow.
@@ -243,10 +244,13 @@ class _Plan:
                 if share.holds(position):
                     yield conversation
 
+        total = share.size(loaded.run_count)
+        if not finished:
+            return cls(total=total, resumed=0, to_run=mine())
         # Only a resumed run needs the extra pass that counts what is already done.
-        resumed = sum(1 for c in mine() if finished.get(c.key) == c.fingerprint) if finished else 0
+        resumed = sum(1 for c in mine() if finished.get(c.key) == c.fingerprint)
         to_run = (c for c in mine() if finished.get(c.key) != c.fingerprint)
-        return cls(total=share.size(loaded.run_count), resumed=resumed, to_run=to_run)
+        return cls(total=total, resumed=resumed, to_run=to_run)
 
 
 class _Chunks:

@@ -55,7 +55,7 @@ class Conversation:
         """What identifies this run of the conversation in a results file."""
         return run_key_of(self.id, self.repetition, self.repeats)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """A hash of what the conversation does, so a resumed run can tell it is the same one
         (tags and repeats select and count runs; they do not change what a run does)."""

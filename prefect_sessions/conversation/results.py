@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -77,6 +78,7 @@ class ResultStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._folder_made = False
+        self._handle: TextIO | None = None
 
     def __iter__(self) -> Iterator[ConversationResult]:
         """Every result written so far; a line cut by a killed process is skipped."""
@@ -103,13 +105,38 @@ class ResultStore:
     def append(self, result: ConversationResult) -> None:
         line = result.model_dump_json() + "\n"
         with self._lock:
-            if not self._folder_made:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._folder_made = True
-            # One write per line in append mode: a kill can cut the last line, never mix two.
+            if self._handle is not None:
+                self._write(self._handle, line)
+                return
+            self._make_folder()
             with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
-                handle.flush()
+                self._write(handle, line)
+
+    @staticmethod
+    def _write(handle: TextIO, line: str) -> None:
+        # One write per line in append mode, flushed: a kill can cut the last line, never mix
+        # two, and every finished conversation is on disk.
+        handle.write(line)
+        handle.flush()
+
+    def _make_folder(self) -> None:
+        if not self._folder_made:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._folder_made = True
+
+    @contextmanager
+    def appending(self) -> Iterator[ResultStore]:
+        """Keep the file open for the block's appends (a chunk of conversations), instead of
+        opening it for each."""
+        with self._lock:
+            self._make_folder()
+            self._handle = self.path.open("a", encoding="utf-8")
+        try:
+            yield self
+        finally:
+            with self._lock:
+                handle, self._handle = self._handle, None
+                handle.close()
 
     def replace_all(self, results: Iterable[ConversationResult]) -> None:
         """Write ``results`` as the whole file, atomically: a reader sees the old file or the new
