@@ -38,6 +38,7 @@ from prefect_sessions.conversation.results import ConversationResult, ResultStor
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
 from prefect_sessions.conversation.suite import LoadedSuite, Suite
 from prefect_sessions.errors import RunStoppedError
+from prefect_sessions.http.pacers import Pacers
 from prefect_sessions.http.tally import Tally, tallying
 from prefect_sessions.providers import get_provider
 from prefect_sessions.run_options import RunOptions
@@ -83,11 +84,15 @@ def new_run_key() -> str:
 
 
 def connection_settings(
-    suite: Suite, options: RunOptions | None = None, *, environ: dict[str, str] | None = None
+    suite: Suite,
+    options: RunOptions | None = None,
+    *,
+    pacers: Pacers | None = None,
+    environ: dict[str, str] | None = None,
 ) -> ConnectionSettings:
     """How this run reaches the provider: a block given to the run, the suite's saved block, or
     the suite's inline connection with the key read from the environment; the run's base URL,
-    rate and share on top (none without ``options``)."""
+    rate and share on top (none without ``options``), and the run's pacers."""
     environ = dict(os.environ) if environ is None else environ
     options = options or RunOptions(suite_path=suite.name)
     connection = suite.connection
@@ -104,6 +109,7 @@ def connection_settings(
         rate=options.rate,
         max_share=options.max_share or suite.max_share,
         cleanup=suite.cleanup,
+        pacers=pacers,
     )
 
 
@@ -339,6 +345,7 @@ async def run_share(
     options: RunOptions,
     *,
     results_path: Path,
+    pacers: Pacers,
     share: Share = WHOLE_SUITE,
     progress_key: str | None = None,
     on_resume: Callable[[int, int], None] | None = None,
@@ -359,7 +366,7 @@ async def run_share(
     outcome = ShareOutcome(conversations=plan.total, resumed=plan.resumed, store=store)
     # One adapter (one connection pool) for every chunk: a new one per chunk would open new
     # connections and pay the client's set-up each time.
-    settings = connection_settings(suite, options)
+    settings = connection_settings(suite, options, pacers=pacers)
     async with get_provider(suite.provider).adapter(settings) as adapter:
         concurrency = options.concurrency_for(suite.concurrency)
         chunks = _Chunks(adapter, options, concurrency, results_path, plan)

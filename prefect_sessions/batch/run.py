@@ -46,7 +46,7 @@ from prefect_sessions.conversation.results import ConversationResult, ResultStor
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError, RunStoppedError
-from prefect_sessions.http.shared_pacing import check_shared_pacing
+from prefect_sessions.http.pacers import Pacers
 from prefect_sessions.logs import run_logger
 from prefect_sessions.run_options import LAST, NO_BASELINE, FailOn, RunOptions
 
@@ -99,9 +99,11 @@ async def run_batch(options: RunOptions) -> RunSummary:
         return cast(RunSummary, ended_with(exc))
     results_path = results_file(options.results_dir, suite.name, options.key, WHOLE_SUITE)
     try:
-        # Before any request: a run that cannot share its pacing must not start unshared.
-        check_shared_pacing()
-        outcome = await _run_shares(loaded, options, results_path)
+        # The run's pacers; before any request, a run that cannot share its pacing must not
+        # start unshared.
+        pacers = Pacers.for_run()
+        pacers.check()
+        outcome = await _run_shares(loaded, options, results_path, pacers)
     except ConfigurationError as exc:
         return cast(RunSummary, ended_with(exc))  # Prefect ends the run with this state
     except RunStoppedError as exc:
@@ -135,15 +137,18 @@ async def run_batch(options: RunOptions) -> RunSummary:
     return summary
 
 
-async def _run_shares(loaded: LoadedSuite, options: RunOptions, results_path: Path) -> ShareOutcome:
+async def _run_shares(
+    loaded: LoadedSuite, options: RunOptions, results_path: Path, pacers: Pacers
+) -> ShareOutcome:
     """The suite as one share in this process, or as ``options.shards`` shares merged here."""
     if options.shards > 1:
-        return await run_sharded(loaded, options, results_path=results_path)
+        return await run_sharded(loaded, options, results_path=results_path, pacers=pacers)
     logger = run_logger()
     return await run_share(
         loaded,
         options,
         results_path=results_path,
+        pacers=pacers,
         progress_key=f"{slug(loaded.suite.name)}-progress",
         on_resume=lambda resumed, total: logger.info(
             "Resuming run %s: %d of %d conversations already done", options.key, resumed, total

@@ -53,6 +53,7 @@ from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, RunStoppedError
+from prefect_sessions.http.pacers import Pacers
 from prefect_sessions.http.tally import Tally
 from prefect_sessions.logs import run_logger
 from prefect_sessions.run_options import SHARD_DEPLOYMENT, RunOptions
@@ -79,16 +80,23 @@ class ShardReport(BaseModel):
         return [result.id for result in self.results if result.status == "errored"]
 
 
-async def run_shard(options: RunOptions, shard: int, shards: int) -> ShardReport:
+async def run_shard(
+    options: RunOptions, shard: int, shards: int, pacers: Pacers | None = None
+) -> ShardReport:
     """Run one share of a suite in this process: the body of the shard deployment's flow
     (``flows/batch_conversations_shard.py``). The options carry the batch run's selection
-    (``tags``, ``ids``, and the rerun's ``only``)."""
+    (``tags``, ``ids``, and the rerun's ``only``); ``pacers`` the batch run's, when the share
+    runs as its task (else this shard's run makes its own)."""
     share = _share(shard, shards)
+    if pacers is None:
+        pacers = Pacers.for_run()
+        pacers.check()
     loaded = load_suite(options.suite_path, selection=options.selection())
     outcome = await run_share(
         loaded,
         options,
         results_path=results_file(options.results_dir, loaded.suite.name, options.key, share),
+        pacers=pacers,
         share=share,
     )
     results = list(outcome.store.latest().values())
@@ -114,10 +122,13 @@ async def run_shard(options: RunOptions, shard: int, shards: int) -> ShardReport
 
 
 @task(name="run-shard", cache_policy=NO_CACHE, persist_result=False)
-async def run_shard_task(options: RunOptions, shard: int, shards: int) -> ShardReport:
+async def run_shard_task(
+    options: RunOptions, shard: int, shards: int, pacers: Pacers
+) -> ShardReport:
     """One share as a task of the batch flow, for its task runner to place (a Dask cluster's
-    workers with prefect-dask's ``DaskTaskRunner``)."""
-    return await run_shard(options, shard, shards)
+    workers with prefect-dask's ``DaskTaskRunner``). ``pacers`` is the batch run's: the same
+    registry in this process, one on the same Redis in another."""
+    return await run_shard(options, shard, shards, pacers)
 
 
 def _share(shard: int, shards: int) -> Share:
@@ -240,14 +251,16 @@ def _said(state: State[Any] | None) -> str:
     return f"{name}: {state.message}" if state.message else name
 
 
-async def _on_task_runner(loaded: LoadedSuite, options: RunOptions) -> list[ShardReport]:
+async def _on_task_runner(
+    loaded: LoadedSuite, options: RunOptions, pacers: Pacers
+) -> list[ShardReport]:
     # The same options as a shard's flow run, the block itself included: a task's parameters
     # are never stored on the server.
     # Prefect types an async task's future as holding the coroutine; it holds the report.
     futures = [
         run_shard_task.with_options(
             task_run_name=f"{slug(loaded.suite.name)}-shard-{index + 1}-of-{options.shards}"
-        ).submit(options=options, shard=index, shards=options.shards)
+        ).submit(options=options, shard=index, shards=options.shards, pacers=pacers)
         for index in range(options.shards)
     ]
     # Waiting in a thread keeps this loop free for Prefect's own work meanwhile.
@@ -285,14 +298,14 @@ def _merge(reports: Iterable[ShardReport], path: Path, expected: int) -> ShareOu
 
 
 async def run_sharded(
-    loaded: LoadedSuite, options: RunOptions, *, results_path: Path
+    loaded: LoadedSuite, options: RunOptions, *, results_path: Path, pacers: Pacers
 ) -> ShareOutcome:
     """Run a suite as ``options.shards`` shares and merge their results into ``results_path``.
 
     Each share runs as a flow run of ``options.shard_deployment`` on a worker of its work pool,
     or, with no deployment, as a task on the current flow's task runner."""
     if options.shard_deployment is None:
-        reports = await _on_task_runner(loaded, options)
+        reports = await _on_task_runner(loaded, options, pacers)
     else:
         reports = await _on_work_pool(loaded, options, options.shard_deployment)
     return _merge(reports, results_path, loaded.run_count)

@@ -31,6 +31,7 @@ from prefect_sessions.conversation.results import ConversationResult
 from prefect_sessions.conversation.runner import run_conversation
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError
+from prefect_sessions.http.pacers import Pacers
 from prefect_sessions.logs import run_logger
 from prefect_sessions.providers import Provider, get_provider, provider_of
 from prefect_sessions.seam.adapter import ConnectionSettings
@@ -187,7 +188,9 @@ async def run_triggered_conversation(
         conversation = Conversation(
             id=user_id, variables=dict(variables or {}), turns=tuple(turns), origin=origin
         )
-        settings = ConnectionSettings(block=credentials, base_url=base_url, fields=fields)
+        settings = ConnectionSettings(
+            block=credentials, base_url=base_url, fields=fields, pacers=Pacers.for_run()
+        )
         logger.info(
             "Conversation with %s on %s: %d turns, %d variables",
             user_id,

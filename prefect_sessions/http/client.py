@@ -37,7 +37,7 @@ from prefect_sessions.http.auth import CredentialAuth
 from prefect_sessions.http.breaker import BreakerPolicy, CircuitBreaker, failure_kind
 from prefect_sessions.http.envelope import GENERIC, Envelope, UnreadableAnswer
 from prefect_sessions.http.hints import retry_hint, should_retry_header
-from prefect_sessions.http.pacers import shared_pacer
+from prefect_sessions.http.pacers import Pacers, default_pacers
 from prefect_sessions.http.pacing import Pacer
 from prefect_sessions.http.retry import (
     RetryPolicy,
@@ -144,8 +144,11 @@ class HttpClient:
         transport: an httpx transport (an ASGI app in process, a mock in unit tests).
         sleep: the coroutine used to wait between attempts (injected by tests).
         rand: a ``[0, 1)`` random source for jitter (injected by tests).
-        pacer: the pacer to use; by default the one shared by every client of this
-            (base URL, credential) in the process.
+        pacer: the pacer to use; by default the one of this (base URL, credential) in
+            ``pacers``.
+        pacers: the run's pacer registry (:class:`~prefect_sessions.http.pacers.Pacers`),
+            shared by every client of the run; by default the process's, for clients made
+            outside a run.
         max_share: use at most this share of the key's limit (published or learned), leaving
             the rest to other users of the key, such as production traffic.
         breaker: when a provider that stopped answering counts as gone (see
@@ -176,6 +179,7 @@ class HttpClient:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rand: Callable[[], float] | None = None,
         pacer: Pacer | None = None,
+        pacers: Pacers | None = None,
         max_connections: int = 100,
         max_share: float = 1.0,
         breaker: BreakerPolicy | CircuitBreaker | None = None,
@@ -203,7 +207,7 @@ class HttpClient:
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         fingerprint = auth.fingerprint if auth else "anonymous"
-        self.pacer = pacer or shared_pacer(
+        self.pacer = pacer or (pacers or default_pacers()).get(
             str(self.base_url), fingerprint, rate, max_share=max_share
         )
         self.breaker = (

@@ -23,39 +23,38 @@ from the answers alone when nothing is published:
 - ``max_share`` keeps a run to a share of whatever limit is in force, leaving the rest of the
   key's capacity to production traffic.
 
+The pacer is composed of small parts, each its own object with its own tests, as botocore's
+adaptive mode composes ``TokenBucket``, ``CubicCalculator`` and ``RateClocker``:
+
+- :class:`~prefect_sessions.http.schedule.Schedule`: even spacing at the rate, and pauses;
+- :class:`~prefect_sessions.http.quota_window.QuotaWindow`: a published quota's window;
+- :class:`~prefect_sessions.http.recovery.Recovery`: the probe at the start and after a 429;
+- :class:`~prefect_sessions.http.learning.RateEstimate` and
+  :class:`~prefect_sessions.http.learning.ConcurrencyEstimate`: limits learned from 429s;
+- :class:`~prefect_sessions.http.in_flight.InFlight`: requests in flight and their waiters.
+
 Prefect runs async tasks sent with ``.submit``/``.map`` each on a new event loop in its own thread,
-so the pacer keeps its state under a ``threading.Lock`` and only ever sleeps on the caller's loop.
+so the pacer keeps its parts under one ``threading.Lock`` and only ever sleeps on the caller's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from prefect_sessions.http.hints import RateLimitInfo, rate_limit_info
-from prefect_sessions.http.learning import (
-    HORIZON_SECONDS,
-    ConcurrencyEstimate,
-    RateEstimate,
-    rate_limit_evident,
-)
-
-# How far apart two answers' window ends may be and still speak of the same window.
-_SAME_WINDOW_SECONDS = 0.05
-#: After a 429 the first probe goes one interval later; while probes are refused the wait is
-#: this, then doubled, up to the longest. A full window refuses everything until it ends, so probing
-#: faster only collects more 429s.
-FIRST_PROBE_BACKOFF = 0.3
-MAX_PROBE_BACKOFF = 8.0
+from prefect_sessions.http.in_flight import InFlight
+from prefect_sessions.http.learning import ConcurrencyEstimate, RateEstimate, rate_limit_evident
+from prefect_sessions.http.quota_window import QuotaWindow
+from prefect_sessions.http.recovery import Recovery
+from prefect_sessions.http.schedule import Schedule
 
 
 @dataclass
@@ -105,40 +104,18 @@ class Pacer:
         if not 0 < max_share <= 1:
             raise ValueError("max_share must lie in (0, 1]: the share of the key's limit to use")
         self._configured_rate = rate
-        self._published_rate: float | None = None
-        self._window_seconds = 0.0
-        self._safety = safety
         self._share = max_share
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next_slot = 0.0
-        self._hold_until = 0.0
-        self._discovered = rate is not None
-        self._probe_in_flight = False
-        # After a 429 that a rate limit explains, one request at a time probes (backing off while
-        # it is refused) until one gets through: a full fixed window refuses everything until it
-        # ends, whatever the rate, and only a success shows that it has.
-        self._recovering_since: float | None = None
-        self._probe_backoff = 0.0
-        # Bumped when the schedule changes (a lower rate, a pause): slots reserved before it are
-        # taken again under the new schedule rather than used at the old spacing.
-        self._epoch = 0
-        self._last_sent = float("-inf")
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._schedule = Schedule()
+        self._window = QuotaWindow(safety=safety)
+        self._recovery = Recovery(discovered=rate is not None)
+        self._in_flight = InFlight()
         self._learned_rate = RateEstimate(probe=max_share >= 1)
         self._concurrency = ConcurrencyEstimate()
         if max_share < 1:
             self._concurrency.hold_at_ceiling()
-        self._holding = 0
-        self._sending = 0
-        # The published window: when it ends and how many more grants it allows.
-        self._window_end = -math.inf
-        self._window_left = 0
-        self._window_limit: int | None = None
-        self._sent_total = 0
-        # When the requests of the last HORIZON_SECONDS left (for the learned rate's log).
-        self._sent_log: deque[float] = deque()
 
     @property
     def rate(self) -> float | None:
@@ -155,12 +132,13 @@ class Pacer:
     @property
     def published(self) -> bool:
         """Whether the server has published its quota (then it wins over anything learned)."""
-        return self._published_rate is not None
+        return self._window.rate is not None
 
     def _limit_rate(self, now: float) -> float | None:
         """The key's limit as best known: configured, published, or else learned."""
-        rates = [r for r in (self._configured_rate, self._published_rate) if r is not None]
-        if self._published_rate is None:
+        published = self._window.rate
+        rates = [r for r in (self._configured_rate, published) if r is not None]
+        if published is None:
             learned = self._learned(now)
             if learned is not None:
                 rates.append(learned)
@@ -181,69 +159,34 @@ class Pacer:
     def _reserve(self) -> tuple[Grant | None, float]:
         """Under the lock: a grant and the monotonic time it may be used at, or no grant."""
         now = self._clock()
-        if not self._discovered or self._recovering_since is not None:
-            if self._probe_in_flight:
+        if self._recovery.probing:
+            if not self._recovery.take_probe():
                 return None, 0.0
-            self._probe_in_flight = True
-            at = max(now, self._hold_until)
             rate = self._rate(now)
-            if rate:  # a probe keeps to the schedule too, and the next grant one interval after
-                at = max(at, self._next_slot)
-                self._next_slot = at + 1.0 / rate
-            return self._grant(True, at, rate), at
+            return self._grant(True, rate), self._schedule.take_for_probe(now, rate)
         cap = self._cap()
-        if cap is not None and self._holding >= cap:
+        if cap is not None and self._in_flight.holding >= cap:
             self._concurrency.reached(now)
             return None, 0.0
-        at = max(now, self._next_slot, self._hold_until)
         rate = self._rate(now)
-        self._next_slot = at + (1.0 / rate if rate else 0.0)
-        return self._grant(False, at, rate), at
+        at = self._schedule.take(now, rate)
+        return self._grant(False, rate), at
 
-    def _grant(self, probe: bool, at: float, rate: float | None) -> Grant:
-        self._holding += 1
-        return Grant(probe=probe, rate=rate, epoch=self._epoch)
+    def _grant(self, probe: bool, rate: float | None) -> Grant:
+        self._in_flight.holding += 1
+        return Grant(probe=probe, rate=rate, epoch=self._schedule.epoch)
 
     def _reschedule(self, now: float) -> None:
         """The schedule changed: slots reserved under the old one are taken again."""
-        self._epoch += 1
-        rate = self._rate(now)
-        self._next_slot = self._last_sent + (1.0 / rate if rate else 0.0)
+        self._schedule.restart(self._rate(now))
 
-    def _window_wait(self, now: float) -> float:
-        """Under the lock, as a request is about to leave: how long it must wait for a published
-        window to have room (0: send now, and it is counted)."""
-        if self._window_limit is None:
-            return 0.0
-        if now >= self._window_end:
-            # A new window: those still in flight may land in it and count against it.
-            self._window_left = self._window_limit - self._sending
-            self._window_end = now + self._window_seconds
-        if self._window_left <= 0:
-            return self._window_end - now
-        self._window_left -= 1
-        return 0.0
-
-    def _log_wait(self, now: float, grant: Grant) -> float:
-        """Under the lock, as a request is about to leave: how long a probe after a 429 must
-        wait so that the last ``HORIZON_SECONDS`` hold no more requests than the learned rate
-        allows, counting those sent before it was lowered (0: now). Only the probe waits: the
-        requests after it are spaced at the rate, and a pause for them would make the next
-        second's measure of the limit count the pause instead."""
-        log = self._sent_log
-        while log and log[0] <= now - HORIZON_SECONDS:
-            log.popleft()
-        if not grant.probe or self._recovering_since is None:
-            return 0.0
-        if self._published_rate is not None or self._configured_rate is not None:
-            return 0.0  # a published or given rate is exact: its even spacing is enough
-        rate = self._rate(now)
-        if rate is None:
-            return 0.0
-        allowed = max(1, math.ceil(rate * HORIZON_SECONDS))
-        if len(log) < allowed:
-            return 0.0
-        return log[len(log) - allowed] + HORIZON_SECONDS - now
+    def _departure_wait(self, now: float, grant: Grant) -> float:
+        """Under the lock, as a request is about to leave: how long it must still wait (for the
+        recovering probe's send log, then for a published window's room); 0 counts it sent."""
+        exact = self._window.rate is not None or self._configured_rate is not None
+        rate = self._rate(now) if grant.probe else None
+        wait = self._recovery.log_wait(now, probe=grant.probe, rate=rate, exact=exact)
+        return wait or self._window.wait(now, in_flight=self._in_flight.sending)
 
     async def acquire(self) -> Grant:
         """Wait for a turn to send; return the grant to hand back to :meth:`observe`."""
@@ -253,33 +196,34 @@ class Pacer:
             while True:
                 with self._lock:
                     current = self._clock()
-                    wait = self._log_wait(current, grant) or self._window_wait(current)
+                    wait = self._departure_wait(current, grant)
                     if wait <= 0:
-                        if grant.probe:  # it may have left late: the next one interval after
-                            rate = self._rate(current)
-                            if rate:
-                                self._next_slot = max(self._next_slot, current + 1.0 / rate)
-                        self._sent_log.append(current)
-                        self._sending += 1
-                        self._sent_total += 1
-                        grant.sending = True
-                        grant.in_flight = self._sending
-                        grant.sent_seq = self._sent_total
-                        grant.sent_at = self._last_sent = self._clock()
+                        self._depart(grant, current)
                         return grant
                 await self._sleep(wait)
         except BaseException:
             self.abandon(grant)
             raise
 
+    def _depart(self, grant: Grant, now: float) -> None:
+        """Under the lock: the granted request leaves now."""
+        if grant.probe:  # it may have left late: the next one interval after
+            self._schedule.left_late(now, self._rate(now))
+        self._recovery.sent(now)
+        in_flight = self._in_flight
+        in_flight.sending += 1
+        in_flight.sent_total += 1
+        grant.sending = True
+        grant.in_flight = in_flight.sending
+        grant.sent_seq = in_flight.sent_total
+        grant.sent_at = self._schedule.last_sent = self._clock()
+
     async def _acquire_local(self) -> Grant:
         while True:
             with self._lock:
                 grant, at = self._reserve()
                 if grant is None:
-                    loop = asyncio.get_running_loop()
-                    waiter: asyncio.Future[None] = loop.create_future()
-                    self._waiters.append((loop, waiter))
+                    loop, waiter = self._in_flight.wait_for_place()
             if grant is not None:
                 delay = at - self._clock()
                 if delay > 0:
@@ -289,7 +233,7 @@ class Pacer:
                         self.abandon(grant)
                         raise
                     with self._lock:
-                        stale = grant.epoch != self._epoch and not grant.probe
+                        stale = grant.epoch != self._schedule.epoch and not grant.probe
                         if stale:
                             self._release(grant)
                     if stale:
@@ -299,28 +243,24 @@ class Pacer:
                 await waiter
             finally:
                 with self._lock:
-                    if (loop, waiter) in self._waiters:
-                        self._waiters.remove((loop, waiter))
+                    self._in_flight.forget(loop, waiter)
 
     async def _wait_shared(self, grant: Grant) -> None:
         """A hook for pacers that also wait on a schedule shared with other processes."""
 
     def _wake_all(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for loop, waiter in waiters:
-            # A closed loop raises RuntimeError: its task is gone and needs no wake-up.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, waiter)
+        self._in_flight.wake_all()
 
     def _release(self, grant: Grant) -> None:
+        in_flight = self._in_flight
         if grant.holding:
             grant.holding = False
-            self._holding -= 1
+            in_flight.holding -= 1
         if grant.sending:
             grant.sending = False
-            self._sending -= 1
-        if self._waiters:
-            self._wake_all()
+            in_flight.sending -= 1
+        if in_flight.waiters:
+            in_flight.wake_all()
 
     def observe(
         self,
@@ -340,7 +280,8 @@ class Pacer:
             current = self._clock()
             if info is not None and info.reset_seconds is not None:
                 self._learn_published(grant, info, current)
-            if self._published_rate is None:
+            learning = self._window.rate is None
+            if learning:
                 self._learned_rate.answered(
                     current, accepted=status != 429, rate_at_send=grant.rate
                 )
@@ -349,70 +290,51 @@ class Pacer:
                     # A whole-second hint may be rounded up: only its lower bound is certain,
                     # and the refused request itself still waits the whole hint before retrying.
                     surely = max(0.0, retry_after - retry_after_resolution)
-                    if current + surely > self._hold_until:
-                        self._hold_until = current + surely
+                    if self._schedule.hold(current + surely):
                         self._reschedule(current)
-                if self._published_rate is None:
+                if learning:
                     self._learn_refused(grant, current)
             else:
-                if self._published_rate is None:
+                if learning:
                     self._concurrency.accepted(current, grant.in_flight)
-                recovering = self._recovering_since
-                if recovering is not None and grant.sent_at >= recovering:
-                    self._recovering_since = None
+                if self._recovery.got_through(grant.sent_at):
                     self._climb_from(current)
                     self._wake_all()
-            if grant.probe:
-                self._probe_in_flight = False
-                if not self._discovered:
-                    self._discovered = True
-                    if self._published_rate is None and self._configured_rate is None:
-                        self._concurrency.start(current)
+            first_answer = grant.probe and self._recovery.probe_answered()
+            if first_answer and self._window.rate is None and self._configured_rate is None:
+                self._concurrency.start(current)
             self._release(grant)
             if grant.probe:
                 self._wake_all()
 
     def _learn_published(self, grant: Grant, info: RateLimitInfo, current: float) -> None:
-        reset_seconds = info.reset_seconds or 0.0
-        if info.limit is not None and reset_seconds > 0:
-            self._window_seconds = max(self._window_seconds, reset_seconds)
-            learned = self._safety * info.limit / self._window_seconds
-            if learned > 0 and learned != self._published_rate:
-                slower = self._published_rate is None or learned < self._published_rate
-                self._published_rate = learned
-                self._recovering_since = None  # a published quota wins over anything learned
-                if slower:
-                    self._reschedule(current)
-            self._window_limit = info.limit
-        if info.remaining is None:
-            return
-        # What this answer's window still allows, less what left after this request (the server
-        # may not have counted those yet).
-        window_end = current + reset_seconds
-        left = info.remaining - (self._sent_total - grant.sent_seq)
-        if window_end > self._window_end + _SAME_WINDOW_SECONDS:
-            self._window_end, self._window_left = window_end, left
-        elif window_end >= self._window_end - _SAME_WINDOW_SECONDS:
-            self._window_left = min(self._window_left, left)
-        if self._window_limit is None and info.remaining <= 0:
-            self._hold_until = max(self._hold_until, window_end)
+        slower, pause = self._window.learn(
+            current,
+            limit=info.limit,
+            remaining=info.remaining,
+            reset_seconds=info.reset_seconds,
+            spent_since=self._in_flight.sent_total - grant.sent_seq,
+        )
+        if self._window.rate is not None:
+            self._recovery.recovering_since = None  # a published quota wins over anything learned
+        if slower:
+            self._reschedule(current)
+        if pause is not None:
+            self._schedule.hold(pause)
 
     def _learn_refused(self, grant: Grant, current: float) -> None:
-        recovering = self._recovering_since
-        if recovering is not None and grant.sent_at < recovering and not grant.probe:
+        recovery = self._recovery
+        if recovery.sent_before_lowering(grant.sent_at) and not grant.probe:
             return  # sent before the rate was lowered: part of the overshoot already answered
         if self._refused_for_concurrency(grant, current):
             return
-        if self._recovering_since is not None:
+        if recovery.recovering_since is not None:
             if grant.probe:
                 # Still refused: the window is still full. Wait longer before the next probe.
-                backoff = max(FIRST_PROBE_BACKOFF, 2 * self._probe_backoff)
-                self._probe_backoff = min(MAX_PROBE_BACKOFF, backoff)
-                self._hold_until = max(self._hold_until, current + self._probe_backoff)
+                self._schedule.hold(recovery.probe_refused(current))
             return
         if self._learned_rate.refused(current, sent_at=grant.sent_at, rate_at_send=grant.rate):
-            self._recovering_since = current
-            self._probe_backoff = 0.0  # the first probe goes one interval later
+            recovery.lowered(current)
             self._reschedule(current)
 
     def _refused_for_concurrency(self, grant: Grant, current: float) -> bool:
@@ -436,7 +358,7 @@ class Pacer:
             return
         with self._lock:
             if grant.probe:
-                self._probe_in_flight = False
+                self._recovery.probe_in_flight = False
             self._release(grant)
             if grant.probe:
                 self._wake_all()
@@ -448,7 +370,7 @@ class Pacer:
         with self._lock:
             current = self._configured_rate
             self._configured_rate = rate if current is None else min(current, rate)
-            self._discovered = True
+            self._recovery.discovered = True
             self._wake_all()
 
     def lower_share(self, share: float) -> None:
@@ -474,11 +396,6 @@ class Pacer:
             yield grant
         finally:
             self.abandon(grant)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def credential_fingerprint(secret: str) -> str:

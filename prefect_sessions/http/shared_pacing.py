@@ -11,10 +11,10 @@ Lua script on Redis's own clock:
 - until a process has seen its first answer it sends one probe at a time, as the in-process pacer
   does; with no limit known (the server sends none), requests are not paced and Redis is not used.
 
-Turn it on for every client of a process with
-:func:`~prefect_sessions.http.pacers.use_redis_pacing`, or by setting
-``PREFECT_SESSIONS_REDIS_URL`` (for example in a work pool's environment) before the first client
-is built. Redis is reached with the ``redis`` package (installed with Prefect).
+A run turns it on for its clients when ``PREFECT_SESSIONS_REDIS_URL`` is set (for example in a
+work pool's environment): its registry (:class:`~prefect_sessions.http.pacers.Pacers`) reads it
+once, when the run starts. :func:`~prefect_sessions.http.pacers.use_redis_pacing` turns it on for
+clients made outside a run. Redis is reached with the ``redis`` package (installed with Prefect).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class RedisPacer(Pacer):
         # local schedule never runs ahead of the clock.
         grant, at = super()._reserve()
         if grant is not None and not grant.probe and self._fallback_until is None:
-            self._next_slot = 0.0
+            self._schedule.next_slot = 0.0
         return grant, at
 
     def _rate(self, now: float) -> float | None:
@@ -228,7 +228,7 @@ class RedisPacer(Pacer):
     async def _wait_in_redis(self, grant: Grant) -> bool:
         """Whether Redis was asked anything (and answered)."""
         asked = False
-        if self._published_rate is None and self._clock() - self._read_at >= REFRESH_SECONDS:
+        if not self.published and self._clock() - self._read_at >= REFRESH_SECONDS:
             asked = True
             self._read_at = self._clock()
             record = await asyncio.to_thread(self._redis.hgetall, self._learned_key)
@@ -319,15 +319,13 @@ def _client(url: str) -> redis.Redis:
         return _clients[url]
 
 
-def check_shared_pacing(environ: Mapping[str, str] | None = None) -> None:
-    """Refuse to start when ``PREFECT_SESSIONS_REDIS_URL`` is set and its Redis does not answer.
+def check_redis(url: str) -> None:
+    """Refuse to start a run whose shared pacing's Redis (``PREFECT_SESSIONS_REDIS_URL``) does
+    not answer.
 
     Raises:
         ConfigurationError: one line naming the variable, the URL (password masked) and the fix.
     """
-    url = (os.environ if environ is None else environ).get(REDIS_URL_ENV)
-    if not url:
-        return
     try:
         _client(url).ping()
     except (RedisError, ValueError, OSError) as exc:
@@ -338,10 +336,17 @@ def check_shared_pacing(environ: Mapping[str, str] | None = None) -> None:
         ) from None
 
 
+def check_shared_pacing(environ: Mapping[str, str] | None = None) -> None:
+    """:func:`check_redis` for the Redis that ``PREFECT_SESSIONS_REDIS_URL`` names, if any."""
+    url = (os.environ if environ is None else environ).get(REDIS_URL_ENV)
+    if url:
+        check_redis(url)
+
+
 def redis_pacer_factory(
     url: str, *, namespace: str = DEFAULT_NAMESPACE
 ) -> Callable[[str, str, float | None], Pacer]:
-    """A pacer factory for :func:`~prefect_sessions.http.pacers.set_pacer_factory`: one Redis
+    """A pacer factory for a :class:`~prefect_sessions.http.pacers.Pacers` registry: one Redis
     schedule per (base URL, credential fingerprint) under ``namespace``."""
 
     def make(base_url: str, fingerprint: str, rate: float | None) -> Pacer:

@@ -64,7 +64,7 @@ class LiveAvatarAdapter(ClientAdapter[LiveAvatarClient]):
             return LiveAvatarCredentials(api_key=self.settings.api_key, **options)
 
         credentials = await resolve_credentials(self.settings, LiveAvatarCredentials, inline)
-        return credentials.get_client()
+        return credentials.get_client(**self.client_options())
 
     async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
         # The session itself starts with the `launch` turn, so its greeting is that turn's answer.

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from prefect_sessions.credentials import ProviderCredentials
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError
-from prefect_sessions.http import HttpClient
+from prefect_sessions.http import HttpClient, Pacers
 from prefect_sessions.seam.turns import Reply, Turn
 
 
@@ -37,6 +37,8 @@ class ConnectionSettings(BaseModel):
     rate: float | None = None
     max_share: float | None = None
     cleanup: bool = False
+    #: The run's pacer registry, shared by every client the run opens (``None``: the process's).
+    pacers: Pacers | None = None
 
 
 class ConversationAdapter(Protocol):
@@ -100,7 +102,12 @@ class ClientAdapter(abc.ABC, Generic[ClientT]):
 
     @abc.abstractmethod
     async def open_client(self) -> ClientT:
-        """A new, not yet opened, client for this run's credentials."""
+        """A new, not yet opened, client for this run's credentials (made with
+        :meth:`client_options`)."""
+
+    def client_options(self) -> dict[str, Any]:
+        """What a run's client is made with besides its credentials: the run's pacers."""
+        return {} if self.settings.pacers is None else {"pacers": self.settings.pacers}
 
     async def __aenter__(self) -> Any:
         client = await self.open_client()

@@ -50,7 +50,7 @@ class VectaraAdapter(ClientAdapter[VectaraClient]):
             return VectaraCredentials(api_key=self.settings.api_key, **options)
 
         credentials = await resolve_credentials(self.settings, VectaraCredentials, inline)
-        return credentials.get_client()
+        return credentials.get_client(**self.client_options())
 
     async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
         # No caller-chosen key: a restarted conversation must get a fresh session, not the old one.

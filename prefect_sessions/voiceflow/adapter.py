@@ -66,7 +66,7 @@ class VoiceflowAdapter(ClientAdapter[VoiceflowClient]):
     per conversation against the key's limit."""
 
     async def open_client(self) -> VoiceflowClient:
-        return (await credentials_from(self.settings)).get_client()
+        return (await credentials_from(self.settings)).get_client(**self.client_options())
 
     async def start(self, conversation_id: str, variables: Mapping[str, Any]) -> _Handle:
         session = await self.client.start_session(_user_id(conversation_id))

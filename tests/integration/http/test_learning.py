@@ -188,11 +188,11 @@ def test_a_rate_limit_at_low_rate_is_not_taken_for_a_concurrency_limit() -> None
     # limit of one request in flight would stall the run (seen in benchmarks/at_limit).
     now = [0.0]
     pacer = Pacer(rate=None, clock=lambda: now[0])
-    pacer._discovered = True  # skip the first probe: this checks the attribution only
+    pacer._recovery.discovered = True  # skip the first probe: this checks the attribution only
 
     def answer(at: float, status: int, in_flight: int) -> None:
         now[0] = at
-        grant = pacer._grant(False, at, None)
+        grant = pacer._grant(False, None)
         grant.rate, grant.sent_at, grant.in_flight = 28.0, at - 0.03, in_flight
         pacer.observe(grant, status=status, headers={})
 
@@ -230,8 +230,8 @@ def test_a_halved_limit_is_followed_down_and_back_up_within_seconds() -> None:
 )
 def test_a_share_of_a_published_limit_is_exact(share: float, limit: int, window: float) -> None:
     pacer = Pacer(max_share=share)
-    pacer._discovered = True  # skip the probe: this checks the arithmetic only
-    grant = pacer._grant(False, 0.0, None)
+    pacer._recovery.discovered = True  # skip the probe: this checks the arithmetic only
+    grant = pacer._grant(False, None)
     headers = {
         "x-ratelimit-limit": str(limit),
         "x-ratelimit-remaining": str(limit - 1),
