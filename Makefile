@@ -51,6 +51,13 @@ bench: install
 	$(BIN)/python -m benchmarks.growth --json build/bench/growth.json
 	$(BIN)/python -m benchmarks.workers --json build/bench/workers.json
 
+# No request gets a 5xx from the emulator (tests/contract/test_no_server_errors.py): schemathesis'
+# command line over every vendor document with three seeds, and mutated requests on live
+# sessions. About 8 minutes on 2 cores; `make test` skips these (marker `fuzz`).
+.PHONY: fuzz
+fuzz: install
+	$(BIN)/pytest -q -p no:cacheprovider -m fuzz tests/contract/test_no_server_errors.py
+
 # Every benchmark at a tiny size (the same smoke tests `make test` runs).
 bench-smoke: install
 	$(BIN)/pytest -q tests/integration/test_benchmarks_smoke.py

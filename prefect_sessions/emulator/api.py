@@ -42,6 +42,9 @@ class EmulatedAPI:
         reset: ``X-RateLimit-Reset`` as an ISO-8601 time or as seconds.
         reset_on_refusal: a refused answer carries ``X-RateLimit-Reset`` even when nothing else
             about the limit is published.
+        latency_in_answer: routes (``"POST /path/{param}"``) whose handler spends the added
+            latency itself, inside the time the vendor is busy with the request (Vectara's
+            session input: the session is running from the input's arrival).
     """
 
     name: str
@@ -63,10 +66,15 @@ class EmulatedAPI:
     retry_after: Literal["floor", "ceil"] = "ceil"
     reset: Literal["iso", "seconds"] = "seconds"
     reset_on_refusal: bool = False
+    latency_in_answer: frozenset[str] = frozenset()
 
     def owns(self, path: str) -> bool:
         """Whether a request path belongs to this API."""
         return path in self.exact or path.startswith(self.prefixes)
+
+
+#: Where a route of ``latency_in_answer`` finds the latency it must spend (``request.state``).
+DEFERRED_LATENCY = "emulator_latency_seconds"
 
 
 def bearer_or_api_key(headers: Mapping[str, str], path: str, store: Any) -> str:

@@ -33,6 +33,13 @@ def add_arguments(emulator: argparse.ArgumentParser) -> None:
     emulator.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     emulator.add_argument("--jitter-ms", type=float, default=0.0, help="latency spread, +/-")
     emulator.add_argument(
+        "--vectara-think-ms",
+        type=float,
+        default=250.0,
+        help="how long the scripted Vectara agent thinks per answer; its session is running "
+        "(a second input gets 409) from the input's arrival until the answer ends (250)",
+    )
+    emulator.add_argument(
         "--faults",
         default=None,
         metavar="KIND=RATE,...",
@@ -63,6 +70,7 @@ def serve(args: argparse.Namespace) -> int:
             agent_file=args.agent,
             latency_ms=args.latency_ms,
             jitter_ms=args.jitter_ms,
+            vectara_think_ms=args.vectara_think_ms,
             seed=args.seed,
             slow_seconds=args.slow_seconds,
         )

@@ -177,8 +177,14 @@ class EmulatorConfig:
         slow_seconds: how long a ``slow`` fault holds the answer (beyond a client's timeout).
         error_status: the status a ``error`` fault answers with.
         agent: the scripted agent; ``None`` uses the built-in customer-support agent.
-        sandbox_session_seconds: LiveAvatar sandbox sessions end after this long.
+        sandbox_session_seconds: LiveAvatar sessions end after this long.
         idle_timeout_seconds: LiveAvatar sessions end after this long without keep-alive.
+        vectara_think_ms: how long the scripted Vectara agent thinks before it answers. Its
+            session is ``running`` from the moment an input arrives (before the latency) until
+            the answer is complete, as a real agent's is while its model answers, so a second
+            input sent meanwhile gets Vectara's 409. The default, 250 ms, is about the least a
+            hosted model takes to start an answer (a real agent's turn takes seconds): enough
+            that two inputs sent together meet a running session, short enough for suites.
     """
 
     api_keys: frozenset[str] | None = None
@@ -192,6 +198,7 @@ class EmulatorConfig:
     agent: AgentScript | None = None
     sandbox_session_seconds: float = 60.0
     idle_timeout_seconds: float = 300.0
+    vectara_think_ms: float = 250.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", parse_faults(self.faults))
@@ -201,8 +208,10 @@ class EmulatorConfig:
             if not keys or "" in keys:
                 raise EmulatorConfigError("api_keys must hold non-empty keys, or be None for any")
             object.__setattr__(self, "api_keys", keys)
-        if self.latency_ms < 0 or self.jitter_ms < 0 or self.slow_seconds < 0:
-            raise EmulatorConfigError("latency_ms, jitter_ms and slow_seconds cannot be negative")
+        if min(self.latency_ms, self.jitter_ms, self.slow_seconds, self.vectara_think_ms) < 0:
+            raise EmulatorConfigError(
+                "latency_ms, jitter_ms, slow_seconds and vectara_think_ms cannot be negative"
+            )
         if not 500 <= self.error_status <= 599:
             raise EmulatorConfigError("error_status must be a 5xx status, e.g. 503")
 

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prefect_sessions.emulator.api import EmulatedAPI
+from prefect_sessions.emulator.api import DEFERRED_LATENCY, EmulatedAPI
 from prefect_sessions.emulator.config import EmulatorConfigError, RateLimit
 from prefect_sessions.emulator.errors import provider_error
 from prefect_sessions.emulator.faults import (
@@ -156,19 +156,27 @@ class EmulatorMiddleware:
         state = self.state
         headers = request_headers(scope)
         try:
-            await self._latency(headers.get(LATENCY_HEADER))
+            latency = self._latency(headers.get(LATENCY_HEADER))
             fault = state.faults.decide(scope["path"], headers.get(FAULT_HEADER))
         except EmulatorConfigError as exc:
             await provider_error(api, 400, str(exc))(scope, receive, send)
             return
+        if fault is None and route in api.latency_in_answer:
+            # The handler spends it inside the time the vendor is busy with the request.
+            scope.setdefault("state", {})[DEFERRED_LATENCY] = latency
+            await self.app(scope, receive, send)
+            return
+        if latency > 0:
+            await asyncio.sleep(latency)
         if fault is None:
             await self.app(scope, receive, send)
             return
         state.counters.add(api.name, route, key, "faults")
         await self._inject(fault, api, scope, receive, send)
 
-    async def _latency(self, header: str | None) -> None:
-        """The configured latency with jitter, or this request's ``X-Emulator-Latency-Ms``."""
+    def _latency(self, header: str | None) -> float:
+        """Seconds of the configured latency with jitter, or of this request's
+        ``X-Emulator-Latency-Ms``."""
         settings = self.state.settings
         latency, jitter = settings.latency_ms, settings.jitter_ms
         if header is not None:
@@ -179,9 +187,9 @@ class EmulatorMiddleware:
                     f"{LATENCY_HEADER}: {header!r} is not a number of milliseconds"
                 ) from None
         if latency <= 0 and jitter <= 0:
-            return
+            return 0.0
         spread = self.state.rng.uniform(-jitter, jitter) if jitter > 0 else 0.0
-        await asyncio.sleep(min(max(0.0, latency + spread), 600_000.0) / 1000.0)
+        return min(max(0.0, latency + spread), 600_000.0) / 1000.0
 
     async def _inject(
         self, fault: str, api: EmulatedAPI, scope: Scope, receive: Receive, send: Send

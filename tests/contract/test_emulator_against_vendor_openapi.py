@@ -191,8 +191,11 @@ OPERATIONS = list(_operations())
 
 @pytest.fixture(scope="module")
 def contract_emulator() -> Iterator[EmulatorHandle]:
-    # Rate limits are exercised elsewhere; here they would only add undocumented 429s.
-    config = EmulatorConfig(limits={"voiceflow": None, "liveavatar": None, "vectara": None})
+    # Rate limits are exercised elsewhere; here they would only add undocumented 429s. The
+    # scripted agent answers at once: the answers' shapes are checked here, not their timing.
+    config = EmulatorConfig(
+        limits={"voiceflow": None, "liveavatar": None, "vectara": None}, vectara_think_ms=0
+    )
     with run_emulator(config) as emulator:
         yield emulator
 

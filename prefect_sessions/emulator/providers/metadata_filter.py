@@ -29,6 +29,11 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "TRUE", "FALSE"}
+#: How deep parentheses and NOT may nest: deeper is refused (400) as the vendor's parser would,
+#: never a crash of the parser's own recursion.
+MAX_NESTING = 64
+#: Digits a number literal may have (a metadata value is a JSON number: 64-bit or a double).
+MAX_NUMBER_DIGITS = 40
 
 
 class FilterSyntaxError(ValueError):
@@ -61,6 +66,7 @@ class _Parser:
             self.tokens.append((kind, value, match.start(match.lastgroup)))
             position = match.end()
         self.index = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -95,13 +101,24 @@ class _Parser:
 
     def negation(self) -> Predicate:
         if self.accept("keyword", "NOT"):
-            inner = self.negation()
+            inner = self.nested(self.negation)
             return lambda m: not inner(m)
         if self.accept("op", "("):
-            inner = self.disjunction()
+            inner = self.nested(self.disjunction)
             self.expect("op", ")", "')'")
             return inner
         return self.comparison()
+
+    def nested(self, parse: Callable[[], Predicate]) -> Predicate:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise FilterSyntaxError(
+                f"the filter nests parentheses and NOT more than {MAX_NESTING} deep; simplify it"
+            )
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
 
     def comparison(self) -> Predicate:
         left = self.operand()
@@ -156,6 +173,9 @@ class _Parser:
         if kind == "string":
             return value[1:-1].replace("''", "'")
         if kind == "number":
+            if len(value) > MAX_NUMBER_DIGITS:
+                self.index -= 1
+                raise self.error(f"a number of at most {MAX_NUMBER_DIGITS} digits")
             return float(value) if "." in value else int(value)
         if kind == "keyword" and value in ("TRUE", "FALSE", "NULL"):
             return {"TRUE": True, "FALSE": False, "NULL": None}[value]

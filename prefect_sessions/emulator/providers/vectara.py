@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from prefect_sessions.emulator.agent import AgentScript, split_for_streaming
-from prefect_sessions.emulator.api import EmulatedAPI, bearer_or_api_key
+from prefect_sessions.emulator.api import DEFERRED_LATENCY, EmulatedAPI, bearer_or_api_key
 from prefect_sessions.emulator.context import emulator_state
 from prefect_sessions.emulator.errors import phrase
 from prefect_sessions.emulator.providers.metadata_filter import FilterSyntaxError, compile_filter
@@ -84,8 +84,9 @@ class VectaraStore:
         self.variables: dict[tuple[str, str], dict[str, Any]] = {}
         #: OAuth access tokens issued by ``/oauth2/token``, and when each expires (clock time).
         self.tokens: dict[str, float] = {}
-        #: Seconds the scripted agent takes to answer (a request's X-Emulator-Answer-Ms wins).
-        self.answer_seconds = 0.0
+        #: Seconds the scripted agent takes to answer, when set (a request's
+        #: X-Emulator-Answer-Ms wins; unset: the emulator's ``vectara_think_ms``).
+        self.answer_seconds: float | None = None
         #: Sessions whose agent is answering now, each with an event set when it stops.
         self.running: dict[tuple[str, str], asyncio.Event] = {}
         #: Sessions an ``interrupt`` input asked to stop answering.
@@ -229,11 +230,12 @@ def _check_tools(tools: dict[str, Any]) -> None:
             continue
         if not isinstance(tool, dict):
             raise _bad(where, "must be an object with a 'type'")
-        if tool.get("type") not in _TOOL_TYPES:
+        kind = tool.get("type")
+        if not isinstance(kind, str) or kind not in _TOOL_TYPES:
             raise _bad(f"{where}.type", f"must be one of {', '.join(sorted(_TOOL_TYPES))}")
-        for field in _TOOL_TYPES[tool["type"]]:
+        for field in _TOOL_TYPES[kind]:
             if field not in tool:
-                raise _bad(f"{where}.{field}", f"is required for a '{tool['type']}' tool")
+                raise _bad(f"{where}.{field}", f"is required for a '{kind}' tool")
 
 
 def _without_nulls(value: dict[str, Any]) -> dict[str, Any]:
@@ -591,9 +593,41 @@ async def delete_session(agent_key: str, session_key: str, request: Request) -> 
 #: the session is ``running`` meanwhile, as a real agent's is while it thinks.
 ANSWER_HEADER = "x-emulator-answer-ms"
 BUSY_MESSAGE = "Session is already running. Use 'since' to queue input"
+#: The session input route, whose handler spends the emulator's latency itself.
+INPUT_ROUTE = "POST /v2/agents/{agent_key}/sessions/{session_key}/events"
+
+
+async def _spend_latency(request: Request) -> None:
+    """The emulator's added latency for this request, spent once (the gateway left it to the
+    route, so that it falls inside the time the session is running)."""
+    seconds = float(request.scope.get("state", {}).pop(DEFERRED_LATENCY, 0.0) or 0.0)
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+def _think_seconds(request: Request, store: VectaraStore) -> float:
+    """How long the scripted agent thinks: this request's ``X-Emulator-Answer-Ms``, else what a
+    test set on the store, else the emulator's ``vectara_think_ms``."""
+    asked = request.headers.get(ANSWER_HEADER)
+    if asked:
+        return float(asked) / 1000.0
+    if store.answer_seconds is not None:
+        return store.answer_seconds
+    return float(emulator_state(request).config.vectara_think_ms) / 1000.0
 
 
 async def create_input(agent_key: str, session_key: str, request: Request) -> Response:
+    """A session input. The session is running from the moment the input arrives (before the
+    emulator's latency) until its answer is complete, as Vectara's is while its agent answers:
+    an input arriving meanwhile without ``since`` is refused with 409 at once; one with
+    ``since`` is queued until the session stops."""
+    try:
+        return await _take_input(agent_key, session_key, request)
+    finally:
+        await _spend_latency(request)  # an answer that spent none yet (a refusal) spends it now
+
+
+async def _take_input(agent_key: str, session_key: str, request: Request) -> Response:
     _authenticate(request)
     store = emulator_state(request).vectara
     agent = store.agent(agent_key)
@@ -625,8 +659,8 @@ async def create_input(agent_key: str, session_key: str, request: Request) -> Re
     done = store.running[where] = asyncio.Event()
     session["status"] = "running"
     try:
-        think = request.headers.get(ANSWER_HEADER)
-        seconds = float(think) / 1000.0 if think else store.answer_seconds
+        await _spend_latency(request)
+        seconds = _think_seconds(request, store)
         if seconds > 0:
             await asyncio.sleep(min(seconds, 60.0))
         events = _answer(store, where, given["messages"])
@@ -795,6 +829,35 @@ async def get_artifact(
     )
 
 
+#: The agent operations of Vectara's current document that the emulator does not serve
+#: (``docs/emulator.md``), with their methods: each answers as Vectara answers an unknown
+#: resource, a 404 in its error body naming the ID not found.
+NOT_EMULATED = {
+    "/{agent_key}/schedules": ("GET", "POST"),
+    "/{agent_key}/schedules/{schedule_key}": ("GET", "PATCH", "DELETE"),
+    "/{agent_key}/schedules/{schedule_key}/executions": ("GET",),
+    "/{agent_key}/identity": ("GET", "PATCH"),
+    "/{agent_key}/secrets": ("GET", "PUT", "PATCH"),
+    "/{agent_key}/connectors": ("GET", "POST"),
+    "/{agent_key}/connectors/{connector_id}": ("GET", "PATCH", "DELETE"),
+}
+
+
+async def not_emulated(request: Request) -> Response:
+    """An agent operation the emulator does not serve: an unknown agent is Vectara's agent 404;
+    a known one answers as an unknown resource would, saying why."""
+    _authenticate(request)
+    parameters = request.path_params
+    emulator_state(request).vectara.agent(str(parameters["agent_key"]))
+    resource = request.url.path.rstrip("/").split("/")[4]
+    missing = str(list(parameters.values())[-1])
+    raise VectaraHTTPError(
+        404,
+        f"not_found: agent {resource} are not emulated (docs/emulator.md, 'Not emulated')",
+        missing_id=missing,
+    )
+
+
 #: Seconds an OAuth access token lives: Vectara's are valid for 30 minutes.
 TOKEN_LIFETIME = 1800
 
@@ -872,6 +935,8 @@ def build_router() -> APIRouter:
     router.add_api_route(
         "/{agent_key}/sessions/{session_key}/artifacts/{artifact_id}", get_artifact, methods=["GET"]
     )
+    for path, methods in NOT_EMULATED.items():
+        router.add_api_route(path, not_emulated, methods=list(methods))
     return router
 
 
@@ -940,4 +1005,5 @@ API = EmulatedAPI(
     scope="key",
     rate_limited_message="rate_limit_exceeded: too many requests for this API key, retry later",
     too_many_concurrent_message="Too many concurrent requests",
+    latency_in_answer=frozenset({INPUT_ROUTE}),
 )

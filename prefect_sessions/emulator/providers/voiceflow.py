@@ -294,6 +294,12 @@ def turn_traces(
     return [{**t, "time": now, "turnID": turn_id} for t in traces if t["type"] not in skip]
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object as sent, or an empty one for anything else (a list, a string, a number):
+    the runtime reads named fields of an action's payload and ignores what is not there."""
+    return value if isinstance(value, dict) else {}
+
+
 def _action_turn(agent: AgentScript, action: dict[str, Any], variables: dict[str, Any]) -> Turn:
     kind = action.get("type")
     payload = action.get("payload")
@@ -311,13 +317,13 @@ def _action_turn(agent: AgentScript, action: dict[str, Any], variables: dict[str
         return agent.no_reply_turn(variables)
     if kind == "end":
         return Turn(intent=None, replies=(), ended=True)
-    payload = payload if isinstance(payload, dict) else {}
+    payload = _object(payload)
     if kind == "intent":
-        name = (payload.get("intent") or {}).get("name")
+        name = _object(payload.get("intent")).get("name")
         by_name = agent.run_intent(name, variables) if isinstance(name, str) else None
         return by_name or agent.respond(str(payload.get("query", "")), variables)
     if kind == "event":
-        name = (payload.get("event") or {}).get("name")
+        name = _object(payload.get("event")).get("name")
         by_name = agent.run_intent(name, variables) if isinstance(name, str) else None
         return by_name or agent.respond("", variables)
     if kind.startswith("path-"):
@@ -353,7 +359,9 @@ def run_turn(
         user_state["stack"] = new_state(key[0], agent)["stack"]
     turn = _action_turn(agent, action, variables)
     variables.update(turn.variables)
-    user_state["turn"] = {"count": int((user_state.get("turn") or {}).get("count", 0)) + 1}
+    count = _object(user_state.get("turn")).get("count", 0)
+    counted = count if isinstance(count, int) and not isinstance(count, bool) else 0
+    user_state["turn"] = {"count": counted + 1}
     if turn.ended:
         user_state["stack"] = []
     return turn, user_state, config

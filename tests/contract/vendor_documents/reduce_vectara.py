@@ -1,6 +1,8 @@
-"""Cut Vectara's full OpenAPI document down to the agent operations the emulator serves.
+"""Cut Vectara's full OpenAPI document down to the agent operations the emulator serves, or to
+the agent operations it does not serve (``--not-emulated``: each must answer as Vectara answers an
+unknown resource).
 
-    python tests/contract/vendor_documents/reduce_vectara.py FULL.yaml OUT.yaml
+    python tests/contract/vendor_documents/reduce_vectara.py FULL.yaml OUT.yaml [--not-emulated]
 
 Keeps the listed paths verbatim and every component they reach (``$ref`` and discriminator
 ``mapping`` values, followed transitively), the security schemes, ``openapi``/``info``/``servers``/
@@ -30,6 +32,17 @@ AGENT_PATHS = [
     "/v2/agents/{agent_key}/sessions/{session_key}/artifacts/{artifact_id}",
 ]
 
+#: The agent operations of the current document the emulator does not serve.
+NOT_EMULATED_PATHS = [
+    "/v2/agents/{agent_key}/schedules",
+    "/v2/agents/{agent_key}/schedules/{schedule_key}",
+    "/v2/agents/{agent_key}/schedules/{schedule_key}/executions",
+    "/v2/agents/{agent_key}/identity",
+    "/v2/agents/{agent_key}/secrets",
+    "/v2/agents/{agent_key}/connectors",
+    "/v2/agents/{agent_key}/connectors/{connector_id}",
+]
+
 
 def _refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
@@ -45,9 +58,9 @@ def _refs(node: Any) -> Iterator[str]:
             yield from _refs(value)
 
 
-def reduce(source: dict[str, Any]) -> dict[str, Any]:
+def reduce(source: dict[str, Any], paths: list[str] = AGENT_PATHS) -> dict[str, Any]:
     out = {key: source[key] for key in ("openapi", "info", "servers", "security") if key in source}
-    out["paths"] = {path: source["paths"][path] for path in AGENT_PATHS}
+    out["paths"] = {path: source["paths"][path] for path in paths}
     components: dict[str, dict[str, Any]] = {}
     todo = list(_refs(out["paths"]))
     while todo:
@@ -71,9 +84,10 @@ def reduce(source: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main(source: str, target: str) -> None:
+def main(source: str, target: str, *flags: str) -> None:
+    paths = NOT_EMULATED_PATHS if "--not-emulated" in flags else AGENT_PATHS
     with open(source) as full:
-        reduced = reduce(yaml.safe_load(full))
+        reduced = reduce(yaml.safe_load(full), paths)
     with open(target, "w") as out:
         yaml.safe_dump(reduced, out, sort_keys=False, allow_unicode=True, width=100)
     operations = sum(len(item) for item in reduced["paths"].values())

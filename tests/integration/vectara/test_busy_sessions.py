@@ -172,3 +172,39 @@ def test_a_pending_client_tool_calls_arguments_stay_out_of_its_repr() -> None:
     )
     assert "xoxb-canary-secret" not in repr(call)
     assert call.arguments["token"] == "xoxb-canary-secret"
+
+
+@pytest.mark.parametrize("latency_ms", [0.0, 400.0], ids=["defaults", "latency 400 ms"])
+async def test_two_inputs_at_once_get_one_201_and_one_409_as_the_vendor_gives(
+    latency_ms: float,
+) -> None:
+    # The emulator's defaults (a scripted agent that thinks 250 ms), and with latency added:
+    # the session is running from the first input's arrival, before the latency is spent.
+    import httpx
+
+    config = EmulatorConfig(latency_ms=latency_ms, limits={"vectara": None})
+    assert config.vectara_think_ms > 0
+    with run_emulator(config) as handle:
+        async with httpx.AsyncClient(
+            base_url=handle.url, headers={"x-api-key": KEY}, timeout=10
+        ) as http:
+            created = await http.post(f"/v2/agents/{AGENT}/sessions", json={"name": "at once"})
+            events = f"/v2/agents/{AGENT}/sessions/{created.json()['key']}/events"
+            message = {"type": "input_message", "messages": [{"type": "text", "content": "hi"}]}
+            answers = await asyncio.gather(
+                http.post(events, json=message), http.post(events, json=message)
+            )
+            assert sorted(answer.status_code for answer in answers) == [201, 409]
+            refused = next(answer for answer in answers if answer.status_code == 409)
+            assert set(refused.json()) == {"messages", "request_id"}
+            assert "already running" in refused.json()["messages"][0]
+            # Queued with since, a second input waits for the running one and is answered after.
+            running = asyncio.ensure_future(http.post(events, json=message))
+            session = events.removesuffix("/events")
+            while (await http.get(session)).json()["status"] != "running":
+                await asyncio.sleep(0.01)  # its arrival has no event to await
+            second = await http.post(events, json={**message, "since": "start"})
+            first = await running
+            assert (first.status_code, second.status_code) == (201, 201)
+            taken = [e for e in second.json()["events"] if e["type"] == "input_message"]
+            assert len(taken) == 3  # the history from the start: the first input, then both
