@@ -429,7 +429,9 @@ def test_generated_provider_answers_never_crash_the_runner(provider, tmp_path):
     loaded = load_suite(file, environ={"ANSWERS_KEY": "key-answers"})
     (conversation,) = iter_conversations(loaded)
     app = create_app(
-        EmulatorConfig(limits={"voiceflow": None, "vectara": None, "liveavatar": None})
+        EmulatorConfig(
+            limits={"voiceflow": None, "vectara": None, "liveavatar": None}, vectara_think_ms=0
+        )
     )
     factory = get_provider(provider).adapter
     seen: dict[str, int] = {}
