@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from prefect_sessions.conversation.budget import Budget
 from prefect_sessions.conversation.selection import Selection, selection_of
 from prefect_sessions.conversation.suite import TAG_PATTERN
 
@@ -96,6 +97,12 @@ class RunOptions(BaseModel):
         default=None,
         description="Exact conversation ids to take (a shard of a rerun of failures).",
     )
+    output_path: str | None = Field(
+        default=None, description="Write the output dataset here (.csv, .jsonl or .parquet)."
+    )
+    budget: Budget | None = Field(
+        default=None, description="Caps on what the run spends, over the suite's."
+    )
 
     @field_validator("tags", "ids", mode="before")
     @classmethod
@@ -154,8 +161,11 @@ class RunOptions(BaseModel):
 
     def shard_parameters(self) -> dict[str, Any]:
         """What every shard's flow run is given (its index, count and credentials apart): the
-        options that shape how a share runs."""
-        return self._parameters(include=set(_SHARD_OPTIONS))
+        options that shape how a share runs, each shard with its part of the budget."""
+        shard = self
+        if self.budget is not None:
+            shard = self.model_copy(update={"budget": self.budget.shared(self.shards)})
+        return shard._parameters(include=set(_SHARD_OPTIONS))
 
     def _parameters(
         self, *, include: set[str] | None = None, exclude: set[str] | None = None
@@ -175,6 +185,7 @@ class RunOptions(BaseModel):
 
 #: The options a shard's flow takes (``flows/batch_conversations_shard.py``).
 _SHARD_OPTIONS = (
+    "budget",
     "suite_path",
     "run_key",
     "base_url",

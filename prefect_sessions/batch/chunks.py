@@ -33,6 +33,8 @@ from prefect.states import Failed
 from prefect.utilities.annotations import quote
 from pydantic import SecretStr
 
+from prefect_sessions.batch.estimate import conversation_requests
+from prefect_sessions.conversation.budget import BudgetGuard
 from prefect_sessions.conversation.dataset import Conversation, iter_runs
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
@@ -185,9 +187,10 @@ async def run_conversation_chunk(
     run_key: str,
     slots: asyncio.Semaphore | None = None,
     dispatched: asyncio.Event | None = None,
+    budget: BudgetGuard | None = None,
 ) -> RunCounters:
     """Run a chunk of conversations through an open provider adapter; append each result to the
-    results file as it finishes.
+    results file as it finishes; ask ``budget`` before each starts.
 
     ``adapter``, ``slots`` and ``dispatched`` belong to the flow's event loop, which this task
     runs on when awaited: the chunks of a run share one connection pool and cap conversations in
@@ -204,6 +207,7 @@ async def run_conversation_chunk(
                 on_result=_listener.get(),
                 slots=slots,
                 dispatched=dispatched,
+                budget=budget,
             )
     except RunStoppedError as exc:
         # The task run fails with the cause as its one-line message, not a traceback; awaiting
@@ -274,8 +278,10 @@ class _Chunks:
         concurrency: int,
         results_path: Path,
         plan: _Plan,
+        budget: BudgetGuard | None = None,
     ) -> None:
         self.adapter, self.options, self.results_path = adapter, options, results_path
+        self.budget = budget
         self.concurrency = concurrency
         self.total, self.done = plan.total, plan.resumed
         self.slots = asyncio.Semaphore(concurrency)
@@ -318,6 +324,7 @@ class _Chunks:
                 self.options.key,
                 quote(self.slots),
                 quote(dispatched),
+                quote(self.budget),
                 return_state=False,  # selects the typed overload that takes quoted arguments
             )
             if isinstance(ended, State):  # a stopped chunk returns its Failed state
@@ -338,6 +345,24 @@ class _Chunks:
     async def _release_when(self, dispatched: asyncio.Event) -> None:
         await dispatched.wait()
         self.waiting.release()
+
+
+def _budget_guard(
+    loaded: LoadedSuite, options: RunOptions, store: ResultStore
+) -> BudgetGuard | None:
+    """The run's budget (the suite's, with the options' caps on top), counting what earlier
+    attempts of the run spent (every line of its results file: each attempt spent quota)."""
+    suite = loaded.suite
+    budget = suite.budget.with_(options.budget) if suite.budget is not None else options.budget
+    if budget is None or not budget.caps():
+        return None
+    provider = get_provider(suite.provider)
+
+    def forecast(conversation: object) -> int:
+        assert isinstance(conversation, Conversation)
+        return conversation_requests(provider, conversation, suite.cleanup)
+
+    return BudgetGuard(budget, forecast, earlier=store.spending())
 
 
 async def run_share(
@@ -369,7 +394,8 @@ async def run_share(
     settings = connection_settings(suite, options, pacers=pacers)
     async with get_provider(suite.provider).adapter(settings) as adapter:
         concurrency = options.concurrency_for(suite.concurrency)
-        chunks = _Chunks(adapter, options, concurrency, results_path, plan)
+        budget = _budget_guard(loaded, options, store)
+        chunks = _Chunks(adapter, options, concurrency, results_path, plan, budget)
         where = "" if share == WHOLE_SUITE else f", {share.label()}"
         chunks.progress_id = await acreate_progress_artifact(
             progress=100.0 * plan.resumed / plan.total if plan.total else 100.0,

@@ -47,6 +47,8 @@ class RunSummary(BaseModel):
     fail_on: FailOn = "any"
     comparison: Comparison | None = None
     flow_run_id: str | None = None
+    output_path: str | None = Field(default=None, description="Where the output dataset is.")
+    output_rows: int | None = Field(default=None, description="Rows in the output dataset.")
 
     @property
     def ok(self) -> bool:

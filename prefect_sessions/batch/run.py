@@ -8,6 +8,7 @@ results merge into one report here (:mod:`.shards`). The flow that runs it is
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from prefect_sessions.batch.history import (
     summary_key,
     tag_this_run,
 )
+from prefect_sessions.batch.output_files import check_output_path, write_output_dataset
 from prefect_sessions.batch.report import (
     RunSummary,
     comparison_markdown,
@@ -59,13 +61,16 @@ async def select(options: RunOptions) -> tuple[LoadedSuite, RunOptions]:
     Raises:
         ConfigurationError: the suite is invalid, the run key is unknown, or nothing matched.
     """
+    given = options.credentials is not None
     if options.only_failed is None:
-        return load_suite(options.suite_path, selection=options.selection()), options
-    suite = load_suite(options.suite_path).suite
+        selection = options.selection()
+        return load_suite(options.suite_path, selection=selection, credentials_given=given), options
+    suite = load_suite(options.suite_path, credentials_given=given).suite
     record = await require_record(suite.name, options.only_failed, "--only-failed")
     options = options.model_copy(update={"only": frozenset(record.failing())})
     selection = options.selection(only_from=f"run {options.only_failed}")
-    return load_suite(options.suite_path, selection=selection), options
+    loaded = load_suite(options.suite_path, selection=selection, credentials_given=given)
+    return loaded, options
 
 
 async def _baseline(suite_name: str, run_key: str, baseline: str | None) -> RunRecord | None:
@@ -91,6 +96,8 @@ async def run_batch(options: RunOptions) -> RunSummary:
     started = time.perf_counter()
     options = options.keyed(options.run_key or new_run_key())
     try:
+        if options.output_path is not None:
+            check_output_path(options.output_path)
         loaded, options = await select(options)
         suite = loaded.suite
         flow_run_id = await tag_this_run(suite.name, options.key)
@@ -107,7 +114,13 @@ async def run_batch(options: RunOptions) -> RunSummary:
     except ConfigurationError as exc:
         return cast(RunSummary, ended_with(exc))  # Prefect ends the run with this state
     except RunStoppedError as exc:
-        return cast(RunSummary, ended_with(exc, _stopped_line(exc, loaded, options, results_path)))
+        line = _stopped_line(exc, loaded, options, results_path)
+        if options.output_path is not None:  # what finished is handed on all the same
+            written = await asyncio.to_thread(
+                write_output_dataset, results_path, options.output_path
+            )
+            line += f"; the {written.rows} rows with a verdict are in {written.path}"
+        return cast(RunSummary, ended_with(exc, line))
 
     latest = list(outcome.store.latest().values())
     judged = verdicts(latest)
@@ -123,6 +136,9 @@ async def run_batch(options: RunOptions) -> RunSummary:
         fail_on=options.fail_on,
         flow_run_id=flow_run_id,
     )
+    if options.output_path is not None:
+        written = await asyncio.to_thread(write_output_dataset, results_path, options.output_path)
+        summary.output_path, summary.output_rows = str(written.path), written.rows
     logger = run_logger()
     if compared_with is not None:
         current = summary.record(judged)
@@ -260,6 +276,17 @@ async def _publish(
             markdown=comparison_markdown(summary.comparison),
             key=f"{key}-comparison",
             description=f"{description} {summary.comparison.line()}",
+        )
+    if summary.output_path is not None:
+        await acreate_markdown_artifact(
+            markdown=(
+                f"# Output dataset of {summary.suite}\n\n{summary.output_rows} rows "
+                f"(one per conversation run) in `{summary.output_path}`: the "
+                "input row's columns, the named outputs, `conversation`, `status`, `reason` and "
+                "`output_notes`."
+            ),
+            key=f"{key}-output",
+            description=f"{description}: where the output dataset is",
         )
     await acreate_markdown_artifact(
         markdown=markdown_report(summary, failing_results(latest, judged), judged),

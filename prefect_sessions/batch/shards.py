@@ -91,7 +91,11 @@ async def run_shard(
     if pacers is None:
         pacers = Pacers.for_run()
         pacers.check()
-    loaded = load_suite(options.suite_path, selection=options.selection())
+    loaded = load_suite(
+        options.suite_path,
+        selection=options.selection(),
+        credentials_given=options.credentials is not None,
+    )
     outcome = await run_share(
         loaded,
         options,

@@ -8,6 +8,32 @@ from typing import get_args
 from prefect_sessions.run_options import DEFAULT_RESULTS_DIR, LAST, FailOn
 
 
+def _budget_arguments(command: argparse.ArgumentParser) -> None:
+    caps = command.add_argument_group(
+        "budget",
+        "caps on what the run spends (over the suite's budget); the run stops before "
+        "the next conversation could cross one, and is resumable",
+    )
+    caps.add_argument("--budget-requests", type=int, metavar="N", help="HTTP requests")
+    caps.add_argument("--budget-credits", type=float, metavar="N", help="LiveAvatar credits")
+    caps.add_argument(
+        "--budget-minutes", type=float, metavar="N", help="LiveAvatar session minutes"
+    )
+    caps.add_argument("--budget-tokens", type=int, metavar="N", help="tokens reported")
+
+
+def budget_of(args: argparse.Namespace) -> dict[str, float] | None:
+    """The budget flags given, as the budget's fields (None when none is given)."""
+    caps = {
+        "requests": args.budget_requests,
+        "credits": args.budget_credits,
+        "session_minutes": args.budget_minutes,
+        "tokens": args.budget_tokens,
+    }
+    given = {name: value for name, value in caps.items() if value is not None}
+    return given or None
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``prefect-sessions`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -64,6 +90,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--only-failed", metavar="RUN_KEY", help="rerun only what failed or errored in that run"
     )
+    run.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the output dataset here (.csv, .jsonl or .parquet): a row per conversation "
+        "with its input columns, the suite's named outputs, the status and the reason",
+    )
+    _budget_arguments(run)
     run.add_argument("--run-key", help="resume the run with this key (default: a new run)")
     run.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="where results are kept")
     run.add_argument(
@@ -87,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     )
     for flag, dest, meta in (("--tag", "tags", "TAG"), ("--id", "ids", "GLOB")):
         validate.add_argument(flag, action="append", dest=dest, metavar=meta, help="as for run")
+    _budget_arguments(validate)
 
     compare = commands.add_parser(
         "compare",

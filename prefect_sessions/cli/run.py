@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from prefect_sessions.api_watch import ApiWatch
 from prefect_sessions.cli.exits import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_STOPPED
+from prefect_sessions.cli.parser import budget_of
 from prefect_sessions.cli.prefect_api import PrefectApi, PrefectApiError, prefect_api
 from prefect_sessions.cli.validate import load_or_report, quietly
 from prefect_sessions.run_options import LAST, RunOptions, invalid_options
@@ -130,6 +131,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
         tags=args.tags,
         ids=args.ids,
         only_failed=args.only_failed,
+        output_path=args.output,
+        budget=budget_of(args),
     )
 
 
@@ -150,6 +153,15 @@ def run_command(args: argparse.Namespace) -> int:
     loaded = load_or_report(args.suite, options.selection())
     if loaded is None:
         return EXIT_INVALID
+    if options.output_path is not None:
+        from prefect_sessions.batch.output_files import check_output_path
+        from prefect_sessions.errors import ConfigurationError
+
+        try:
+            check_output_path(options.output_path)
+        except ConfigurationError as exc:
+            _say(str(exc))
+            return EXIT_INVALID
     from prefect_sessions.batch.chunks import new_run_key
 
     options = options.keyed(options.run_key or new_run_key())
@@ -258,6 +270,8 @@ def _report(api: PrefectApi, args: argparse.Namespace, summary: RunSummary, stat
     elif args.baseline == LAST:
         print("No earlier run of this suite to compare with; the next run compares with this one")
     print(f"Results: {summary.results_path}" + (f"; report: {args.report}" if args.report else ""))
+    if summary.output_path is not None:
+        print(f"Output: {summary.output_path} ({summary.output_rows} rows)")
     link = _ui_link(api, state.state_details.flow_run_id)
     print(link)
     if args.html:

@@ -12,7 +12,10 @@ import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from prefect_sessions.cli.exits import EXIT_INVALID, EXIT_PASSED
+from prefect_sessions.cli.parser import budget_of
 from prefect_sessions.conversation.selection import EVERYTHING, Selection, selection_of
 from prefect_sessions.conversation.suite import LoadedSuite, SuiteError
 from prefect_sessions.conversation.suite_file import load_suite
@@ -67,10 +70,17 @@ def validate_command(args: argparse.Namespace) -> int:
             print("prefect-sessions validate: --rate must be above 0", file=sys.stderr)
             return EXIT_INVALID
         from prefect_sessions.batch.estimate import estimate
+        from prefect_sessions.conversation.budget import Budget
+        from prefect_sessions.run_options import invalid_options
 
+        try:
+            caps = Budget.model_validate(budget_of(args)) if budget_of(args) else None
+        except ValidationError as exc:
+            print(f"prefect-sessions validate: budget: {invalid_options(exc)}", file=sys.stderr)
+            return EXIT_INVALID
         rate, source = args.rate, "given"
         if rate is None:
             rate, source = _learned_rate(loaded.suite.name) or (None, source)
-        for line in estimate(loaded, rate, source).lines():
+        for line in estimate(loaded, rate, source, caps).lines():
             print(line)
     return EXIT_PASSED

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
+from prefect_sessions.conversation.outputs import Output
 from prefect_sessions.conversation.results import run_key_of
 from prefect_sessions.conversation.suite import (
     TAG_PATTERN,
@@ -49,6 +50,12 @@ class Conversation:
     pass_rate: float = 1.0
     #: Which of its ``repeats`` runs this is, from 1.
     repetition: int = 1
+    #: The named outputs to take from it (:mod:`prefect_sessions.conversation.outputs`).
+    outputs: Mapping[str, Output] = field(default_factory=dict)
+    #: Its dataset row (the input columns of its output row); empty without a dataset.
+    row: Mapping[str, Any] = field(default_factory=dict)
+    #: Where it stands in the run's order (the output dataset keeps that order).
+    position: int = 0
 
     @property
     def key(self) -> str:
@@ -162,10 +169,13 @@ def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conv
 
 
 def iter_runs(loaded: LoadedSuite) -> Iterator[Conversation]:
-    """Every run of the selected conversations: each conversation ``repeat`` times in a row."""
+    """Every run of the selected conversations: each conversation ``repeat`` times in a row,
+    each with its position in the run."""
+    position = 0
     for conversation in iter_conversations(loaded):
         for repetition in range(1, conversation.repeats + 1):
-            yield replace(conversation, repetition=repetition)
+            yield replace(conversation, repetition=repetition, position=position)
+            position += 1
 
 
 def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterator[Conversation]:
@@ -181,6 +191,7 @@ def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterato
     for index, spec in enumerate(suite.conversations):
         repeats = spec.repeat or suite.repeat
         pass_rate = suite.pass_rate if spec.pass_rate is None else spec.pass_rate
+        outputs = suite.outputs_of(spec)
         where = f"conversations[{index}]"
         if spec.dataset is None:
             rows: Iterator[tuple[int | None, dict[str, Any]]] = iter([(None, {})])
@@ -189,8 +200,12 @@ def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterato
             dataset_path = (loaded.base_dir / spec.dataset).resolve()
             rows = _rows(dataset_path, source)
             dataset_name = spec.dataset
+        checked = False
         for line, row in rows:
             origin = where if line is None else f"{where}, line {line} of {dataset_name}"
+            if outputs and not checked:
+                _check_columns(source, where, dataset_name, outputs, row)
+                checked = True
             try:
                 conversation = _expand(spec, row, origin)
             except ValueError as exc:
@@ -206,4 +221,21 @@ def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterato
                 )
             seen[conversation.id] = origin
             if not selected or selection.takes(conversation.id, conversation.tags):
-                yield replace(conversation, repeats=repeats, pass_rate=pass_rate)
+                yield replace(
+                    conversation, repeats=repeats, pass_rate=pass_rate, outputs=outputs, row=row
+                )
+
+
+def _check_columns(
+    source: str, where: str, dataset: str, outputs: Mapping[str, Output], row: Mapping[str, Any]
+) -> None:
+    """An output row holds the input row's columns and the outputs: no name may be both."""
+    clashing = [name for name in outputs if name in row]
+    if clashing:
+        raise SuiteError(
+            source,
+            [
+                f"{source}: {where}: output {clashing[0]!r} clashes with the input column "
+                f"{clashing[0]!r} of {dataset}: rename the output"
+            ],
+        )

@@ -6,13 +6,14 @@ loses at most the conversations in flight, and a re-run can skip what already fi
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -63,7 +64,30 @@ class ConversationResult(BaseModel):
         default_factory=dict,
         description="What the provider reports it cost (session minutes, credits, context).",
     )
+    position: int = Field(default=0, description="Where it stands in the run's order.")
+    row: dict[str, Any] = Field(
+        default_factory=dict, description="Its dataset row: the input columns of its output row."
+    )
+    outputs: dict[str, Any] = Field(
+        default_factory=dict, description="Its named outputs (None: it did not produce one)."
+    )
+    output_notes: dict[str, str] = Field(
+        default_factory=dict, description="Why each output that is None is None."
+    )
     finished_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def output_row(self) -> dict[str, Any]:
+        """Its row of the output dataset: the input row's columns, the outputs, which run of which
+        conversation it is, the status and the reason, and why any output is missing."""
+        notes = "; ".join(f"{name}: {why}" for name, why in self.output_notes.items())
+        return {
+            **self.row,
+            **self.outputs,
+            "conversation": self.key,
+            "status": self.status,
+            "reason": self.reason,
+            "output_notes": notes or None,
+        }
 
     @property
     def key(self) -> str:
@@ -90,6 +114,18 @@ class ResultStore:
                     yield ConversationResult.model_validate_json(line)
                 except ValidationError:
                     continue
+
+    def spending(self) -> Iterator[tuple[float, dict[str, float]]]:
+        """What each line cost: ``(requests, usage)``, every attempt's (each spent quota)."""
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    seen = json.loads(line)
+                    yield float(seen.get("requests", 0)), dict(seen.get("usage") or {})
+                except (ValueError, TypeError, AttributeError):
+                    continue  # a line a killed process cut
 
     def finished(self) -> dict[str, str]:
         """``{run key: fingerprint}`` of conversation runs that reached a verdict (passed or

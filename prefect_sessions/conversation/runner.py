@@ -12,10 +12,12 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
+from prefect_sessions.conversation.budget import BudgetGuard
 from prefect_sessions.conversation.dataset import Conversation
+from prefect_sessions.conversation.outputs import Taken, take_all
 from prefect_sessions.conversation.results import (
     ConversationResult,
     ResultStore,
@@ -35,6 +37,7 @@ from prefect_sessions.seam.adapter import (
     ConversationFailure,
     ReportsUsage,
 )
+from prefect_sessions.seam.turns import Reply
 
 #: Failures a fresh session may cure, so the whole conversation is tried again.
 RESTARTABLE = (OutcomeUnknownError, ProviderUnavailableError, RateLimitedError)
@@ -67,28 +70,44 @@ class RunCounters:
         return self.passed + self.failed + self.errored
 
 
+@dataclass
+class _Trail:
+    """What the attempts of a conversation leave: the last attempt's turn records and replies,
+    and the variables last read (for named outputs)."""
+
+    records: list[TurnRecord] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    variables: dict[str, Any] | None = None
+
+
 async def _attempt(
     adapter: ConversationAdapter,
     conversation: Conversation,
-    records: list[TurnRecord],
+    trail: _Trail,
     usage: dict[str, float],
 ) -> tuple[Status, str | None]:
+    trail.records.clear()
+    trail.replies.clear()
+    trail.variables = None
     session = await adapter.start(conversation.id, conversation.variables)
     try:
         for number, turn in enumerate(conversation.turns, start=1):
             try:
                 reply = await adapter.turn(session, turn)
             except ConversationFailure as exc:
-                records.append(TurnRecord(turn=turn.describe(), failures=[str(exc)]))
+                trail.records.append(TurnRecord(turn=turn.describe(), failures=[str(exc)]))
                 return "failed", f"turn {number} ({turn.describe()}): {exc}"
+            trail.replies.append(reply)
             variables = await adapter.variables(session) if turn.needs_variables else None
+            if variables is not None:
+                trail.variables = variables
             failed = [
                 (e.kind, failure)
                 for e in turn.expect
                 if (failure := e.failure(reply, variables)) is not None
             ]
             failures = [failure for _, failure in failed]
-            records.append(
+            trail.records.append(
                 TurnRecord(
                     turn=turn.describe(),
                     messages=reply.messages,
@@ -104,7 +123,10 @@ async def _attempt(
                 return "failed", f"turn {number} ({turn.describe()}): {failures[0]}"
         return "passed", None
     finally:
-        # Cleanup is best effort; the verdict stands.
+        # Outputs and cleanup are best effort; the verdict stands.
+        if any(output.needs_variables for output in conversation.outputs.values()):
+            with contextlib.suppress(PrefectSessionsError):
+                trail.variables = await adapter.variables(session)
         with contextlib.suppress(PrefectSessionsError):
             await adapter.end(session)
         if _reports_usage(adapter):
@@ -135,13 +157,13 @@ async def run_conversation(
     started = time.perf_counter()
     attempts = 0
     usage: dict[str, float] = {}  # what every attempt cost, restarts included
+    trail = _Trail()
     with tallying() as tally:  # this conversation's requests, among all those in flight
         while True:
             attempts += 1
-            records: list[TurnRecord] = []
             error: Exception | None = None
             try:
-                status, reason = await _attempt(adapter, conversation, records, usage)
+                status, reason = await _attempt(adapter, conversation, trail, usage)
             except RunStoppedError:
                 raise
             except RESTARTABLE as exc:
@@ -155,6 +177,17 @@ async def run_conversation(
                 reason = f"unexpected answer ({type(exc).__name__}: {exc})"
                 status, error = "errored", exc
             break
+    outputs, notes = take_all(
+        conversation.outputs,
+        Taken(
+            replies=trail.replies,
+            variables=trail.variables,
+            status=status,
+            reason=reason,
+            counts={"requests": tally.requests, "rate_limited": tally.rate_limited},
+            usage=usage,
+        ),
+    )
     return ConversationResult(
         id=conversation.id,
         status=status,
@@ -170,8 +203,12 @@ async def run_conversation(
         requests=tally.requests,
         rate_limited=tally.rate_limited,
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        turns=records,
+        turns=trail.records,
         usage=usage,
+        position=conversation.position,
+        row=dict(conversation.row),
+        outputs=outputs,
+        output_notes=notes,
     )
 
 
@@ -185,6 +222,7 @@ async def run_conversations(
     restarts: int = 1,
     slots: asyncio.Semaphore | None = None,
     dispatched: asyncio.Event | None = None,
+    budget: BudgetGuard | None = None,
 ) -> RunCounters:
     """Run ``conversations`` with at most ``concurrency`` at once; append each result to
     ``store`` as it finishes. Conversations are pulled lazily from the iterable.
@@ -192,7 +230,8 @@ async def run_conversations(
     ``slots``, shared by several calls on one event loop, caps the conversations in flight across
     all of them: when one call's last conversations leave slots idle, another call takes them.
     ``dispatched`` is set once every conversation has been taken (the last ones may still be in
-    flight), so that a caller can start the next batch while these finish.
+    flight), so that a caller can start the next batch while these finish. ``budget`` is asked
+    before each conversation starts and told what each spent.
 
     Raises:
         RunStoppedError: the provider went away. No new conversation starts; those in flight end
@@ -214,11 +253,17 @@ async def run_conversations(
                         dispatched.set()
                     return
                 try:
+                    if budget is not None:
+                        budget.admit(conversation)  # never started: a resume runs it
                     result = await run_conversation(adapter, conversation, restarts=restarts)
                 except RunStoppedError as exc:
                     # No verdict for this one; the others in flight finish (or stop the same way).
+                    if budget is not None:
+                        budget.release(conversation)
                     stopped.append(exc)
                     return
+                if budget is not None:
+                    budget.count(conversation, result.requests, result.usage)
             store.append(result)
             counters.count(result)
             if on_result is not None:

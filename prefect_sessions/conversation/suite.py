@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from prefect_sessions.conversation.budget import Budget
+from prefect_sessions.conversation.outputs import OUTPUT_NAME, RESERVED_COLUMNS, Output
 from prefect_sessions.conversation.selection import Selection
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.providers import get_provider
@@ -61,6 +63,18 @@ Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 #: How many times each conversation runs; its verdict is its pass rate against ``pass_rate``.
 Repeat = Annotated[int, Field(ge=1, le=100)]
 PassRate = Annotated[float, Field(ge=0, le=1)]
+#: Named outputs (:mod:`prefect_sessions.conversation.outputs`), by name.
+OutputName = Annotated[str, Field(pattern=OUTPUT_NAME)]
+
+
+def _checked_outputs(outputs: dict[str, Output]) -> dict[str, Output]:
+    clashing = [name for name in outputs if name in RESERVED_COLUMNS]
+    if clashing:
+        raise ValueError(
+            f"output {clashing[0]!r} clashes with a column every output row has "
+            f"({', '.join(RESERVED_COLUMNS)}): rename the output"
+        )
+    return outputs
 
 
 class ConversationSpec(BaseModel):
@@ -83,6 +97,12 @@ class ConversationSpec(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None
     turns: list[Turn] = Field(min_length=1)
+    outputs: dict[OutputName, Output] = Field(
+        default_factory=dict,
+        description="Named outputs taken from this conversation, besides the suite's.",
+    )
+
+    _outputs_clash = field_validator("outputs")(_checked_outputs)
 
 
 class Suite(BaseModel):
@@ -124,7 +144,25 @@ class Suite(BaseModel):
             "conversation starts a new session anyway."
         ),
     )
+    outputs: dict[OutputName, Output] = Field(
+        default_factory=dict,
+        description="Named outputs taken from every conversation (a row of the output dataset).",
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="Caps on what a run spends (requests, credits, session_minutes, tokens).",
+    )
     conversations: list[ConversationSpec] = Field(min_length=1)
+
+    _outputs_clash = field_validator("outputs")(_checked_outputs)
+
+    def outputs_of(self, conversation: ConversationSpec) -> dict[str, Output]:
+        """A conversation's outputs: the suite's, with its own added (and put first)."""
+        return {**self.outputs, **conversation.outputs}
+
+    @property
+    def declares_outputs(self) -> bool:
+        return bool(self.outputs) or any(c.outputs for c in self.conversations)
 
     @field_validator("provider")
     @classmethod
@@ -239,6 +277,29 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     return suite
 
 
+def _output_problems(
+    suite: Suite, kinds: frozenset[str], root: yaml.Node | None, source: str
+) -> list[str]:
+    """Outputs of a kind the provider cannot give (a structured output from Voiceflow)."""
+    places: list[tuple[tuple[int | str, ...], dict[str, Output]]] = [(("outputs",), suite.outputs)]
+    places += [
+        (("conversations", c, "outputs"), conversation.outputs)
+        for c, conversation in enumerate(suite.conversations)
+    ]
+    problems = []
+    for loc, outputs in places:
+        for name, output in outputs.items():
+            if output.kind in kinds:
+                continue
+            node = _node_at(root, (*loc, name))
+            where = f"{source}:{node.start_mark.line + 1}" if node is not None else source
+            problems.append(
+                f"{where}: {_path((*loc, name))}: {suite.provider} has no '{output.kind}' to "
+                f"take an output from; use one of {', '.join(sorted(kinds))}"
+            )
+    return problems
+
+
 def _provider_problems(suite: Suite, root: yaml.Node | None, source: str) -> list[str]:
     """Turn kinds and expectations the provider does not support, checked before any request."""
     spec = get_provider(suite.provider)
@@ -260,6 +321,7 @@ def _provider_problems(suite: Suite, root: yaml.Node | None, source: str) -> lis
                         f"'{expectation.kind}'; use one of "
                         f"{', '.join(sorted(spec.expectation_kinds))}"
                     )
+    problems.extend(_output_problems(suite, spec.output_kinds, root, source))
     if suite.connection is not None:
         problems.extend(
             f"{source}: connection: {problem}"

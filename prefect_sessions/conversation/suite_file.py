@@ -22,9 +22,11 @@ def load_suite(
     *,
     environ: dict[str, str] | None = None,
     selection: Selection = EVERYTHING,
+    credentials_given: bool = False,
 ) -> LoadedSuite:
     """Read and validate a suite file, its datasets and the environment it needs, keeping the
-    conversations ``selection`` takes.
+    conversations ``selection`` takes. With ``credentials_given`` (a block given to the run), the
+    suite's inline connection needs no key in the environment.
 
     Raises:
         SuiteError: with every problem found, each with its location and fix; a selection that
@@ -53,8 +55,10 @@ def load_suite(
         ) from None
     suite = parse_suite(text, source)
     loaded = LoadedSuite(suite=suite, path=path, selection=selection)
-    problems = list(
-        _environment_problems(suite, source, os.environ if environ is None else environ)
+    problems = (
+        []
+        if credentials_given
+        else list(_environment_problems(suite, source, os.environ if environ is None else environ))
     )
     # Expanding every conversation checks every dataset row and template without keeping them.
     known_tags: set[str] = set()

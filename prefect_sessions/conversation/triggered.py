@@ -18,6 +18,7 @@ adapter takes turns (all three); which one is decided by the credentials block's
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from prefect.context import FlowRunContext
 from prefect.events import emit_event
 
 from prefect_sessions.conversation.dataset import Conversation
+from prefect_sessions.conversation.outputs import Output
 from prefect_sessions.conversation.results import ConversationResult
 from prefect_sessions.conversation.runner import run_conversation
 from prefect_sessions.credentials import ProviderCredentials
@@ -110,6 +112,29 @@ def last_reply(result: ConversationResult) -> str:
     return ""
 
 
+#: Characters one output may take in an outcome event, and all of them together: an event stays
+#: small, and an automation routes on short values (a category, a status), not on essays.
+MAX_OUTPUT_CHARS = 2000
+MAX_OUTPUTS_CHARS = 8000
+
+
+def bounded_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs for an event: a long text (or a long JSON value, as text) cut to
+    :data:`MAX_OUTPUT_CHARS`, and no more outputs than fit :data:`MAX_OUTPUTS_CHARS`."""
+    bounded: dict[str, Any] = {}
+    room = MAX_OUTPUTS_CHARS
+    for name, value in outputs.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if len(text) > MAX_OUTPUT_CHARS:
+            value = text[: MAX_OUTPUT_CHARS - 3] + "..."
+            text = value
+        if len(text) > room:
+            break
+        bounded[name] = value
+        room -= len(text)
+    return bounded
+
+
 def emit_outcome(
     result: ConversationResult,
     *,
@@ -150,6 +175,8 @@ def emit_outcome(
             "attempts": result.attempts,
             "duration_ms": result.duration_ms,
             "source_event_id": source_event_id,
+            "outputs": bounded_outputs(result.outputs),
+            "output_notes": result.output_notes,
         },
     )
 
@@ -163,8 +190,10 @@ async def run_triggered_conversation(
     provider_fields: Mapping[str, Any] | None = None,
     base_url: str | None = None,
     source_event_id: str | None = None,
+    outputs: Mapping[str, Output] | None = None,
 ) -> ConversationResult:
-    """Run one conversation for ``user_id`` and emit its outcome; call it inside a flow.
+    """Run one conversation for ``user_id`` and emit its outcome, with the named ``outputs``
+    taken from it; call it inside a flow.
 
     Raises:
         ConversationNotCompleted: after the ``.failed`` event, when the conversation did not pass
@@ -182,11 +211,22 @@ async def run_triggered_conversation(
             )
         if not turns:
             raise ConfigurationError("turns is empty: give at least one turn (e.g. launch)")
-        problems = _check(get_provider(provider), credentials, turns, fields)
+        spec = get_provider(provider)
+        problems = _check(spec, credentials, turns, fields)
+        problems += [
+            f"outputs.{name}: {provider} has no '{output.kind}' to take an output from; use one "
+            f"of {', '.join(sorted(spec.output_kinds))}"
+            for name, output in (outputs or {}).items()
+            if output.kind not in spec.output_kinds
+        ]
         if problems:
             raise ConfigurationError("; ".join(problems))
         conversation = Conversation(
-            id=user_id, variables=dict(variables or {}), turns=tuple(turns), origin=origin
+            id=user_id,
+            variables=dict(variables or {}),
+            turns=tuple(turns),
+            origin=origin,
+            outputs=dict(outputs or {}),
         )
         settings = ConnectionSettings(
             block=credentials, base_url=base_url, fields=fields, pacers=Pacers.for_run()

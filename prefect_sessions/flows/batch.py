@@ -13,6 +13,7 @@ from prefect import flow
 
 from prefect_sessions.batch.report import RunSummary
 from prefect_sessions.batch.run import run_batch
+from prefect_sessions.conversation.budget import Budget
 from prefect_sessions.flow_parameters import require_block_references, run_options
 from prefect_sessions.providers import AnyCredentials
 from prefect_sessions.run_options import (
@@ -53,6 +54,8 @@ async def batch_conversations(
     tags: list[Tag] | None = None,
     ids: list[IdGlob] | None = None,
     only_failed: RunKey | None = None,
+    output_path: str | None = None,
+    budget: Budget | None = None,
 ) -> RunSummary:
     """Run every conversation of a suite and report what passed, what failed and why.
 
@@ -85,6 +88,12 @@ async def batch_conversations(
         ids: Run only conversations whose id matches one of these globs (``refund-*``).
         only_failed: Run only the conversations that failed or errored in the run with this
             key (after a fix, without spending quota on the rest).
+        output_path: Write the output dataset here, on the worker (.csv, .jsonl or .parquet):
+            one row per conversation run with the input row's columns, the suite's named
+            outputs, the status and the reason.
+        budget: Caps on what the run spends (requests, LiveAvatar credits and session minutes,
+            tokens), over the suite's: when the next conversation could cross one, none
+            starts, those in flight finish, and the run ends Failed, resumable.
     """
     given = locals()  # the parameters, before any other name is bound
     require_block_references("credentials")

@@ -19,6 +19,7 @@ from prefect import flow
 from pydantic import Field
 
 from prefect_sessions.batch.shards import ShardReport, run_shard
+from prefect_sessions.conversation.budget import Budget
 from prefect_sessions.flow_parameters import require_block_references, run_options
 from prefect_sessions.providers import AnyCredentials
 from prefect_sessions.run_options import (
@@ -52,6 +53,7 @@ async def batch_conversations_shard(
     tags: list[Tag] | None = None,
     ids: list[IdGlob] | None = None,
     only: list[str] | None = None,
+    budget: Budget | None = None,
 ) -> ShardReport:
     """Run one share of a suite and hand every result back to the batch run that started it.
 
@@ -70,6 +72,7 @@ async def batch_conversations_shard(
         tags: Take only conversations with one of these tags (the batch run's selection).
         ids: Take only conversations whose id matches one of these globs.
         only: Take only these conversation ids (the batch run's rerun of failures).
+        budget: This shard's part of the batch run's budget.
     """
     given = locals()  # the parameters, before any other name is bound
     require_block_references("credentials")

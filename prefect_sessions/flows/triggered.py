@@ -3,8 +3,8 @@ back as an event.
 
 Deployed through the thin entrypoint ``flows/triggered_conversation.py``. In ``prefect.yaml`` a
 deployment trigger on ``crm.ticket.created`` maps the event's user and payload onto the parameters;
-the flow emits ``prefect-sessions.conversation.completed`` or ``.failed`` with the outcome and the
-agent's last reply, related to its flow run (see
+the flow emits ``prefect-sessions.conversation.completed`` or ``.failed`` with the outcome, the
+agent's last reply and the named outputs, related to its flow run (see
 :mod:`prefect_sessions.conversation.triggered`). The flow run fails when the conversation did not
 pass, after the event is sent.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow
 
+from prefect_sessions.conversation.outputs import Output
 from prefect_sessions.conversation.results import ConversationResult
 from prefect_sessions.conversation.triggered import run_triggered_conversation
 from prefect_sessions.flow_parameters import require_block_references
@@ -31,6 +32,7 @@ async def triggered_conversation(
     provider_fields: dict[str, Any] | None = None,
     base_url: str | None = None,
     source_event_id: str | None = None,
+    outputs: dict[str, Output] | None = None,
 ) -> ConversationResult:
     """Start a session for a user, take the configured turns, and emit the outcome as an event.
 
@@ -44,6 +46,9 @@ async def triggered_conversation(
             context_id or voice_agent_id, is_sandbox for LiveAvatar.
         base_url: Send requests here instead of the block's base URL.
         source_event_id: ID of the event that started the run, echoed in the outcome event.
+        outputs: Named outputs to take from the conversation (as a suite's ``outputs:``, e.g.
+            ``{"category": {"structured": "$.category"}}``), carried by the outcome event so an
+            automation can route on them.
     """
     require_block_references("credentials")
     return await run_triggered_conversation(
@@ -54,4 +59,5 @@ async def triggered_conversation(
         provider_fields=provider_fields,
         base_url=base_url,
         source_event_id=source_event_id,
+        outputs=outputs,
     )

@@ -3,10 +3,11 @@ speak to the avatar over LiveKit, so there are no typed turns), read through the
 
 from __future__ import annotations
 
-from prefect_sessions.seam.provider import TEXT_EXPECTATIONS, Provider
+from prefect_sessions.seam.provider import COMMON_OUTPUTS, TEXT_EXPECTATIONS, Provider
 
 PROVIDER = Provider(
     name="liveavatar",
+    output_kinds=COMMON_OUTPUTS | {"transcript"},
     credentials="prefect_sessions.liveavatar.credentials:LiveAvatarCredentials",
     adapter="prefect_sessions.liveavatar.adapter:LiveAvatarAdapter",
     turn_kinds=frozenset({"launch", "no_reply"}),

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: Output kinds every provider gives (``reply``, ``regex``, ``usage``, ``status``, ``reason``).
+COMMON_OUTPUTS = frozenset({"reply", "regex", "usage", "status", "reason"})
 #: Every turn and expectation kind a suite can hold; a provider takes a subset.
 ALL_TURNS = frozenset(TURN_KINDS)
 ALL_EXPECTATIONS = frozenset(EXPECTATION_KINDS)
@@ -75,6 +77,10 @@ class Provider:
     adapter: Imported[AdapterFactory] = Imported()
     turn_kinds: frozenset[str] = ALL_TURNS
     expectation_kinds: frozenset[str] = TEXT_EXPECTATIONS
+    #: The kinds of named output a suite may take from its conversations
+    #: (:mod:`prefect_sessions.conversation.outputs`): reply, regex, usage, status and reason
+    #: everywhere, plus what the provider has (variables, structured output, a transcript).
+    output_kinds: frozenset[str] = COMMON_OUTPUTS
     #: Fields a suite's ``connection`` must give for this provider, and the ones it may give.
     required_connection: tuple[str, ...] = ()
     optional_connection: tuple[str, ...] = ()
@@ -87,9 +93,13 @@ class Provider:
     end_requests: int = 0
     cleanup_requests: int = 1
 
-    def requests_for(self, turns: Sequence[Turn], *, cleanup: bool) -> int:
-        """Requests one run of a conversation with ``turns`` costs when nothing is retried."""
+    def requests_for(
+        self, turns: Sequence[Turn], *, cleanup: bool, reads_variables: bool = False
+    ) -> int:
+        """Requests one run of a conversation with ``turns`` costs when nothing is retried
+        (``reads_variables``: its named outputs read the variables at its end)."""
         total = self.start_requests + self.end_requests + (self.cleanup_requests if cleanup else 0)
+        total += self.variables_requests if reads_variables else 0
         for turn in turns:
             total += self.turn_requests.get(turn.kind, 1)
             total += self.variables_requests if turn.needs_variables else 0

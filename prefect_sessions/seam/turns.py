@@ -31,6 +31,9 @@ class Reply(BaseModel):
     buttons: list[str] = Field(default_factory=list)
     ended: bool = False
     latency_ms: float = 0.0
+    structured: Any = Field(
+        default=None, description="The answer as JSON, from an agent with a structured output."
+    )
 
     @property
     def text(self) -> str:

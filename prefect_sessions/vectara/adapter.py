@@ -70,6 +70,7 @@ class VectaraAdapter(ClientAdapter[VectaraClient]):
         return Reply(
             messages=[reply.text] if reply.text else [],
             trace_types=[event.type for event in reply.events],
+            structured=reply.structured,
         )
 
     async def _send(self, handle: _Handle, text: str) -> MessageReply:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefect_sessions.seam.provider import TEXT_EXPECTATIONS, Provider
+from prefect_sessions.seam.provider import COMMON_OUTPUTS, TEXT_EXPECTATIONS, Provider
 
 PROVIDER = Provider(
     name="vectara",
+    output_kinds=COMMON_OUTPUTS | {"structured"},
     credentials="prefect_sessions.vectara.credentials:VectaraCredentials",
     adapter="prefect_sessions.vectara.adapter:VectaraAdapter",
     turn_kinds=frozenset({"text"}),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefect_sessions.seam.provider import ALL_EXPECTATIONS, ALL_TURNS, Provider
+from prefect_sessions.seam.provider import ALL_EXPECTATIONS, ALL_TURNS, COMMON_OUTPUTS, Provider
 
 PROVIDER = Provider(
     name="voiceflow",
+    output_kinds=COMMON_OUTPUTS | {"variable"},
     credentials="prefect_sessions.voiceflow.credentials:VoiceflowCredentials",
     adapter="prefect_sessions.voiceflow.adapter:VoiceflowAdapter",
     turn_kinds=ALL_TURNS,

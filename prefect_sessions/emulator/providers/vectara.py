@@ -287,7 +287,26 @@ def _check_agent(body: dict[str, Any], *, required: bool) -> dict[str, Any]:
         name = step.get("name", where)
         if not isinstance(name, str) or not 1 <= len(name) <= 255:
             raise _bad(f"{field}.name", "must be 1 to 255 characters")
+        _check_output_parser(step.get("output_parser"), f"{field}.output_parser")
     return body
+
+
+def _check_output_parser(parser: Any, field: str) -> None:
+    """``default``, or ``structured`` with a ``json_schema`` of a ``name`` and a ``schema``."""
+    if parser is None:
+        return
+    if not isinstance(parser, dict) or parser.get("type") not in ("default", "structured"):
+        raise _bad(f"{field}.type", "must be 'default' or 'structured'")
+    if parser["type"] == "default":
+        return
+    spec = parser.get("json_schema")
+    if not isinstance(spec, dict):
+        raise _bad(f"{field}.json_schema", "is required for a 'structured' output parser")
+    name = spec.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_-]+", name):
+        raise _bad(f"{field}.json_schema.name", "must be letters, digits, '_' and '-'")
+    if not isinstance(spec.get("schema"), dict):
+        raise _bad(f"{field}.json_schema.schema", "must be a JSON Schema object")
 
 
 def _check_session(body: dict[str, Any]) -> None:
@@ -703,7 +722,16 @@ def _answer(
         return [received, _event(store, session_key, "session_interrupted")]
     turn = store.script.respond(text, variables)
     variables.update(turn.variables)
-    answer = _event(store, session_key, "agent_output", content=turn.text)
+    parser = (store.agents.get(where[0], {}).get("first_step") or {}).get("output_parser") or {}
+    if parser.get("type") == "structured":
+        spec = parser["json_schema"]
+        hints = [turn.intent, *turn.variables.values(), *variables.values()]
+        content = structured_answer(spec["schema"], turn.text, hints, variables)
+        answer = _event(
+            store, session_key, "structured_output", schema_name=spec["name"], content=content
+        )
+    else:
+        answer = _event(store, session_key, "agent_output", content=turn.text)
     store.events[where].extend([received, answer])
     words = sum(len(m["content"].split()) for m in messages)
     read, written = 40 + 2 * words, 2 * len(turn.text.split())  # a rough token count
@@ -714,6 +742,49 @@ def _answer(
         "model_context_window": 128_000,
     }
     return [received, answer]
+
+
+def structured_answer(
+    schema: Any, text: str, hints: list[Any], variables: dict[str, Any], name: str = ""
+) -> Any:
+    """The scripted agent's answer as JSON conforming to ``schema``, filled deterministically
+    from its turn: a string property gets the session variable of its name when there is one,
+    else the answer's text; an ``enum`` the first of its values that the variable of its name,
+    the turn's intent, or a variable's value (``hints``, this turn's first) names, else its
+    first; a number the variable's number (else 0); a boolean whether the variable is "true";
+    an array nothing; an object each of its properties likewise (``docs/emulator.md``)."""
+    if not isinstance(schema, dict):
+        return None
+    for branch in ("anyOf", "oneOf"):
+        options = [option for option in schema.get(branch) or [] if isinstance(option, dict)]
+        useful = [option for option in options if option.get("type") != "null"]
+        if useful:
+            return structured_answer(useful[0], text, hints, variables, name)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    given = variables.get(name)
+    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
+        wanted = [str(v).casefold() for v in (given, *hints) if v is not None]
+        found = next((v for w in wanted for v in schema["enum"] if str(v).casefold() == w), None)
+        return schema["enum"][0] if found is None else found
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        return {
+            key: structured_answer(value, text, hints, variables, key)
+            for key, value in properties.items()
+        }
+    if kind == "array":
+        return []
+    if kind == "boolean":
+        return str(given).casefold() == "true"
+    if kind in ("integer", "number"):
+        try:
+            number = float(given) if given is not None else 0.0
+        except (TypeError, ValueError):
+            number = 0.0
+        return int(number) if kind == "integer" else number
+    return str(given) if given is not None else text
 
 
 def _stopped(store: VectaraStore, where: tuple[str, str], done: asyncio.Event) -> None:
