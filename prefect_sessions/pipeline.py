@@ -177,16 +177,16 @@ def _as_rows(rows: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in listed]
 
 
-_SIMPLE_ID = re.compile(r"^\{\{\s*row\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_ROW_COLUMN = re.compile(r"\{\{\s*row\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 def _check_rows(rows: list[dict[str, Any]], script: ConversationScript) -> None:
     """What the run would refuse anyway, said in the step's words before anything is written."""
     if not rows:
         raise ConfigurationError("rows: there are none: pass at least one row")
-    simple = _SIMPLE_ID.match(script.id)
-    if simple is not None:
-        column = simple.group(1)
+    read = set(_ROW_COLUMN.findall(script.id))
+    if len(read) == 1:  # ids made from one column: its duplicates are duplicate ids
+        (column,) = read
         seen: dict[str, int] = {}
         for number, row in enumerate(rows):
             if column not in row:

@@ -29,6 +29,7 @@ from prefect import task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
 from prefect.states import Failed
 from prefect.utilities.annotations import quote
 from pydantic import SecretStr
@@ -72,6 +73,12 @@ def listening(listener: ResultListener) -> Iterator[None]:
         yield
     finally:
         _listener.reset(token)
+
+
+def in_a_run() -> bool:
+    """Whether this code runs inside a flow run (the pipeline step may be called outside one:
+    then it publishes no artifacts, which Prefect keeps only for runs)."""
+    return FlowRunContext.get() is not None
 
 
 def slug(text: str) -> str:
@@ -397,11 +404,12 @@ async def run_share(
         budget = _budget_guard(loaded, options, store)
         chunks = _Chunks(adapter, options, concurrency, results_path, plan, budget)
         where = "" if share == WHOLE_SUITE else f", {share.label()}"
-        chunks.progress_id = await acreate_progress_artifact(
-            progress=100.0 * plan.resumed / plan.total if plan.total else 100.0,
-            key=progress_key,
-            description=f"Conversations of {suite.name} done (run {options.key}{where})",
-        )
+        if in_a_run():
+            chunks.progress_id = await acreate_progress_artifact(
+                progress=100.0 * plan.resumed / plan.total if plan.total else 100.0,
+                key=progress_key,
+                description=f"Conversations of {suite.name} done (run {options.key}{where})",
+            )
         with tallying(outcome.sent):
             await chunks.run_all(plan.to_run)
     outcome.counters = chunks.counters

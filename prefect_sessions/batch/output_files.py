@@ -223,7 +223,13 @@ def _write_parquet(source: Path, partial: Path) -> int:
     import pyarrow.parquet as pq
 
     types = _arrow_types(source)
-    schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in types.items()])
+    arrow = {
+        "bool": pa.bool_(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "string": pa.string(),
+    }
+    schema = pa.schema([(name, arrow[kind]) for name, kind in types.items()])
     count = 0
     with pq.ParquetWriter(partial, schema) as writer:
         batch: list[dict[str, Any]] = []

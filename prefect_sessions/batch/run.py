@@ -19,6 +19,7 @@ from prefect.states import Failed
 
 from prefect_sessions.batch.chunks import (
     WHOLE_SUITE,
+    in_a_run,
     ShareOutcome,
     listening,
     new_run_key,
@@ -146,7 +147,8 @@ async def run_batch(options: RunOptions) -> RunSummary:
             compared_with, current, partial=not loaded.selection.everything
         )
         logger.info("Compared %s", summary.comparison.line())
-    await _publish(summary, latest, judged, slug(suite.name))
+    if in_a_run():
+        await _publish(summary, latest, judged, slug(suite.name))
     logger.info(summary.line())
     if summary.failing:
         return cast(RunSummary, Failed(message=_verdict_line(summary), data=summary))
