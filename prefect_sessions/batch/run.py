@@ -19,8 +19,8 @@ from prefect.states import Failed
 
 from prefect_sessions.batch.chunks import (
     WHOLE_SUITE,
-    in_a_run,
     ShareOutcome,
+    in_a_run,
     listening,
     new_run_key,
     results_file,
