@@ -124,9 +124,7 @@ def test_the_postgresql_pipeline_survives_a_kill_and_leaves_one_row_per_ticket(
     stack: Stack, tickets_database: str, tmp_path: Path
 ) -> None:
     stack.emulator.reset()
-    created = httpx.post(
-        f"{stack.emulator.url}/v2/agents", json=TRIAGE, headers={"x-api-key": KEY}
-    )
+    created = httpx.post(f"{stack.emulator.url}/v2/agents", json=TRIAGE, headers={"x-api-key": KEY})
     assert created.status_code == 201, created.text
     stack.emulator.state.vectara.answer_seconds = 0.15  # slow enough to be killed midway
     suffix = uuid.uuid4().hex[:8]
@@ -170,9 +168,7 @@ def test_the_postgresql_pipeline_survives_a_kill_and_leaves_one_row_per_ticket(
         log.close()
     rows = asyncio.run(_triage_rows(tickets_database))
     assert [ticket for ticket, *_ in rows] == list(range(1, TICKETS + 1))
-    assert [category for _, category, _, _ in rows] == [
-        _expected(n) for n in range(1, TICKETS + 1)
-    ]
+    assert [category for _, category, _, _ in rows] == [_expected(n) for n in range(1, TICKETS + 1)]
     assert {status for _, _, status, _ in rows} == {"passed"}
     assert all(draft for *_, draft in rows)
     # A conversation with a verdict is never sent again: the resume started only those without
