@@ -100,7 +100,21 @@ def html_report(
     run_url: str | None = None,
 ) -> str:
     """The page as a string (see :func:`write_html_report`)."""
-    latency = summary.latency
+    return "".join(
+        [
+            *_header(summary, run_url),
+            *_comparison(summary),
+            *_latency(summary, results),
+            *_trend(summary, history),
+            *_verdicts(summary, verdicts),
+            *_failures(verdicts, results),
+            "</div></body></html>",
+        ]
+    )
+
+
+def _header(summary: RunSummary, run_url: str | None) -> list[str]:
+    """The title, the run's line and its tiles of figures."""
     tiles = [
         ("conversations", summary.conversations),
         ("passed", summary.passed),
@@ -129,9 +143,13 @@ def html_report(
         for name, value in tiles
     ]
     parts.append("</div>")
+    return parts
 
+
+def _comparison(summary: RunSummary) -> list[str]:
+    """What changed against the baseline: the lists of conversations, then the figures."""
     comparison = summary.comparison
-    parts.append("<h2>Compared with the baseline</h2><div id='comparison'>")
+    parts = ["<h2>Compared with the baseline</h2><div id='comparison'>"]
     if comparison is None:
         parts.append("<p>No earlier run of this suite to compare with.</p>")
     else:
@@ -155,9 +173,14 @@ def html_report(
             )
         )
     parts.append("</div>")
+    return parts
 
-    parts.append("<h2>Latency</h2>")
-    parts.append(
+
+def _latency(summary: RunSummary, results: Sequence[ConversationResult]) -> list[str]:
+    """The latency percentiles and the turns' histogram."""
+    latency = summary.latency
+    return [
+        "<h2>Latency</h2>",
         _table(
             ("", "p50", "p95"),
             [
@@ -168,16 +191,23 @@ def html_report(
                     f"{latency.conversation_p95_ms:g} ms",
                 ),
             ],
-        )
-    )
-    parts.append(_histogram_svg([turn.latency_ms for result in results for turn in result.turns]))
-    parts.append("<h2>Pass rate over recent runs</h2>")
+        ),
+        _histogram_svg([turn.latency_ms for result in results for turn in result.turns]),
+    ]
+
+
+def _trend(summary: RunSummary, history: Sequence[PastRun]) -> list[str]:
+    """The pass rate of the recent runs, this one last."""
     trend = [(run.run_key, run.pass_rate) for run in history]
     trend.append(
         (summary.run_key, summary.passed / summary.conversations if summary.conversations else 0.0)
     )
-    parts.append(_pass_rate_svg(trend))
+    return ["<h2>Pass rate over recent runs</h2>", _pass_rate_svg(trend)]
 
+
+def _verdicts(summary: RunSummary, verdicts: Sequence[Verdict]) -> list[str]:
+    """Failures by cause, the flaky conversations and the table of every conversation."""
+    parts = []
     grouped = causes(verdicts)
     if grouped:
         parts.append("<h2>Failures by cause</h2>")
@@ -188,7 +218,6 @@ def html_report(
         )
     if summary.flaky:
         parts.append(f"<h2>Flaky</h2><p id='flaky'>{escape(', '.join(summary.flaky))}</p>")
-
     parts.append("<h2>Conversations</h2>")
     parts.append(
         _table(
@@ -209,9 +238,15 @@ def html_report(
             css="conversations",
         )
     )
+    return parts
+
+
+def _failures(verdicts: Sequence[Verdict], results: Sequence[ConversationResult]) -> list[str]:
+    """The transcript of each conversation that did not pass (its first run that did not), up
+    to :data:`MAX_TRANSCRIPTS`."""
     bad = {v.id for v in verdicts if v.status != "passed"}
     shown: set[str] = set()
-    parts.append("<h2>Failures</h2><div id='failures'>")
+    parts = ["<h2>Failures</h2><div id='failures'>"]
     for result in results:
         if result.id not in bad or result.status == "passed" or result.id in shown:
             continue
@@ -228,8 +263,7 @@ def html_report(
         )
     if not shown:
         parts.append("<p>Every conversation passed.</p>")
-    parts.append("</div></body></html>")
-    return "".join(parts)
+    return parts
 
 
 def write_html_report(

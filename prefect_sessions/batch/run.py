@@ -123,7 +123,30 @@ async def run_batch(options: RunOptions) -> RunSummary:
             line += f"; the {written.rows} rows with a verdict are in {written.path}"
         return cast(RunSummary, ended_with(exc, line))
 
-    latest = list(outcome.store.latest().values())
+    return await _finish(
+        loaded,
+        options,
+        outcome,
+        results_path,
+        started=started,
+        flow_run_id=flow_run_id,
+        compared_with=compared_with,
+    )
+
+
+async def _finish(
+    loaded: LoadedSuite,
+    options: RunOptions,
+    outcome: ShareOutcome,
+    results_path: Path,
+    *,
+    started: float,
+    flow_run_id: str | None,
+    compared_with: RunRecord | None,
+) -> RunSummary:
+    """After the last conversation: the summary, the output dataset, the comparison with the
+    baseline and the artifacts; Failed when the verdict fails the run."""
+    latest = list(outcome.store.latest_for_summary().values())
     judged = verdicts(latest)
     summary = summarize(
         loaded,
@@ -148,7 +171,7 @@ async def run_batch(options: RunOptions) -> RunSummary:
         )
         logger.info("Compared %s", summary.comparison.line())
     if in_a_run():
-        await _publish(summary, latest, judged, slug(suite.name))
+        await _publish(summary, latest, judged, slug(loaded.suite.name))
     logger.info(summary.line())
     if summary.failing:
         return cast(RunSummary, Failed(message=_verdict_line(summary), data=summary))

@@ -130,12 +130,25 @@ class ResultStore:
     def finished(self) -> dict[str, str]:
         """``{run key: fingerprint}`` of conversation runs that reached a verdict (passed or
         failed). Errored ones are not finished: a resumed run tries them again."""
+        # Three fields of each line, read without building the result: resuming a run of
+        # 100,000 lines must not cost seconds before its first request.
         done: dict[str, str] = {}
-        for result in self:
-            if result.status == "errored":
-                done.pop(result.key, None)
-            else:
-                done[result.key] = result.fingerprint
+        if not self.path.exists():
+            return done
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    seen = json.loads(line)
+                    key = run_key_of(
+                        str(seen["id"]), int(seen.get("repetition", 1)), int(seen.get("repeats", 1))
+                    )
+                    status = seen["status"]
+                except (ValueError, TypeError, KeyError):
+                    continue  # a line a killed process cut
+                if status == "errored":
+                    done.pop(key, None)
+                else:
+                    done[key] = str(seen.get("fingerprint", ""))
         return done
 
     def append(self, result: ConversationResult) -> None:
@@ -190,5 +203,26 @@ class ResultStore:
         it)."""
         latest: dict[str, ConversationResult] = {}
         for result in self:
+            latest[result.key] = result
+        return latest
+
+    def latest_for_summary(self) -> dict[str, ConversationResult]:
+        """:meth:`latest`, with a passed run's transcript, row and outputs left out (its turns keep
+        their latencies): what a run's summary and report read, in memory that stays small for a
+        run of 100,000 conversations (the output dataset reads the file itself)."""
+        latest: dict[str, ConversationResult] = {}
+        for result in self:
+            if result.status == "passed":
+                result = result.model_copy(
+                    update={
+                        "turns": [
+                            TurnRecord(turn=turn.turn, latency_ms=turn.latency_ms)
+                            for turn in result.turns
+                        ],
+                        "row": {},
+                        "outputs": {},
+                        "output_notes": {},
+                    }
+                )
             latest[result.key] = result
         return latest

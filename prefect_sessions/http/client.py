@@ -273,10 +273,13 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         auth: CredentialAuth | None = None,
+        tokens: float = 0.0,
     ) -> httpx.Response:
         """Send a request, retrying what is safe to retry; return the successful response.
 
         ``json`` sends a JSON body, ``data`` a form (``application/x-www-form-urlencoded``).
+        ``tokens`` is what the request is estimated to cost at an endpoint that publishes a
+        token quota (a model endpoint): it waits for room for them as for its request slot.
 
         Raises:
             AuthenticationError: the provider refused the credentials (401, 403).
@@ -289,7 +292,9 @@ class HttpClient:
         """
         client = self._require_open()
         build = self._builder(client, method, path, json, params, headers, idempotent, data)
-        return await self._send(client, build, operation, idempotent, auth, stream=False)
+        return await self._send(
+            client, build, operation, idempotent, auth, stream=False, tokens=tokens
+        )
 
     async def request_json(
         self,
@@ -375,6 +380,7 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         auth: CredentialAuth | None = None,
+        tokens: float = 0.0,
     ) -> AsyncIterator[httpx.Response]:
         """Like :meth:`request`, for a streamed body (SSE); retries end once the headers are in.
 
@@ -384,7 +390,9 @@ class HttpClient:
         """
         client = self._require_open()
         build = self._builder(client, method, path, json, params, headers, idempotent)
-        response = await self._send(client, build, operation, idempotent, auth, stream=True)
+        response = await self._send(
+            client, build, operation, idempotent, auth, stream=True, tokens=tokens
+        )
         try:
             yield response
         except httpx.TransportError as exc:
@@ -441,6 +449,7 @@ class HttpClient:
         auth: CredentialAuth | None,
         *,
         stream: bool,
+        tokens: float = 0.0,
     ) -> httpx.Response:
         """The retry loop: one attempt after another, until one succeeds or
         :func:`~prefect_sessions.http.retry.next_wait` says to stop."""
@@ -451,7 +460,15 @@ class HttpClient:
         while True:
             try:
                 return await self._attempt(
-                    client, build, pacer, operation, idempotent, auth, attempt, stream=stream
+                    client,
+                    build,
+                    pacer,
+                    operation,
+                    idempotent,
+                    auth,
+                    attempt,
+                    stream=stream,
+                    tokens=tokens,
                 )
             except ProviderError as error:
                 wait = next_wait(
@@ -486,12 +503,13 @@ class HttpClient:
         attempt: int,
         *,
         stream: bool,
+        tokens: float = 0.0,
     ) -> httpx.Response:
         """One attempt, layered: admission (the circuit breaker), pacing (a pacer slot), the
         send, what the answer teaches the pacer; a failure as the package's error."""
         count_attempt(self.stats.sent)
         probe = await self.breaker.admit()  # before a pacer slot: never hold one waiting here
-        async with pacer.slot() as grant:
+        async with pacer.slot(tokens=tokens) as grant:
             try:
                 response = await client.send(
                     build(), auth=auth or httpx.USE_CLIENT_DEFAULT, stream=stream

@@ -137,6 +137,58 @@ def rate_limit_info(headers: Mapping[str, str], now: datetime) -> RateLimitInfo 
     return RateLimitInfo(limit, remaining, reset.seconds if reset else None)
 
 
+#: Go's duration units (``time.ParseDuration``), as OpenAI writes its resets: ``6m0s``, ``12ms``.
+_GO_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds of a reset written as a Go duration (``1s``, ``6m0s``, ``12ms``, ``1h2m3.5s``)
+    or as plain seconds (``2``, ``0.5``); ``None`` for anything else."""
+    if value is None:
+        return None
+    text = value.strip(" \t")
+    if match := _NUMBER.match(text):
+        seconds = float(match.group(1))
+        return seconds if _credible(seconds) else None
+    position, seconds = 0, 0.0
+    while position < len(text):
+        part = _GO_PART.match(text, position)
+        if part is None:
+            return None
+        seconds += float(part.group(1)) * _GO_UNITS[part.group(2)]
+        position = part.end()
+    return seconds if text and _credible(seconds) else None
+
+
+def _count(value: str | None) -> int | None:
+    # Azure OpenAI has been seen sending -1 and 0 for a limit it does not apply: not a quota.
+    number = _leading_int(value)
+    return number if number is not None and number > 0 else None
+
+
+def quota_info(headers: Mapping[str, str], unit: str) -> RateLimitInfo | None:
+    """One of several published quotas, OpenAI's way: ``x-ratelimit-limit-<unit>``,
+    ``-remaining-<unit>`` and ``-reset-<unit>`` (a Go duration: the time until the quota is
+    whole again). ``unit`` is ``requests`` or ``tokens``. A limit of ``-1`` or ``0`` (Azure)
+    publishes nothing; a remaining count below 0 is not believed."""
+    limit = _count(headers.get(f"x-ratelimit-limit-{unit}"))
+    if limit is None:
+        return None
+    remaining = _leading_int(headers.get(f"x-ratelimit-remaining-{unit}"))
+    reset = parse_duration(headers.get(f"x-ratelimit-reset-{unit}"))
+    return RateLimitInfo(limit, None if remaining is None else min(remaining, limit), reset)
+
+
 def should_retry_header(headers: Mapping[str, str]) -> bool | None:
     """The server's explicit verdict in ``x-should-retry``, when it gives one."""
     value = headers.get("x-should-retry")

@@ -21,13 +21,18 @@ from the answers alone when nothing is published:
 - a 429's ``Retry-After`` pauses the whole key for as long as it surely means (the hint less its
   resolution: a whole-second value may be rounded up);
 - ``max_share`` keeps a run to a share of whatever limit is in force, leaving the rest of the
-  key's capacity to production traffic.
+  key's capacity to production traffic;
+- quotas published OpenAI's way (``x-ratelimit-*-requests`` and ``-tokens``, refilled
+  continuously) are mirrored as buckets, and a request leaves only when each holds its cost: one
+  request, and the tokens its caller estimates (a model endpoint's two budgets).
 
 The pacer is composed of small parts, each its own object with its own tests, as botocore's
 adaptive mode composes ``TokenBucket``, ``CubicCalculator`` and ``RateClocker``:
 
 - :class:`~prefect_sessions.http.schedule.Schedule`: even spacing at the rate, and pauses;
 - :class:`~prefect_sessions.http.quota_window.QuotaWindow`: a published quota's window;
+- :class:`~prefect_sessions.http.refill_quota.RefillingQuota`: a quota refilled continuously
+  (requests and tokens per minute);
 - :class:`~prefect_sessions.http.recovery.Recovery`: the probe at the start and after a 429;
 - :class:`~prefect_sessions.http.learning.RateEstimate` and
   :class:`~prefect_sessions.http.learning.ConcurrencyEstimate`: limits learned from 429s;
@@ -49,11 +54,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from prefect_sessions.http.hints import RateLimitInfo, rate_limit_info
+from prefect_sessions.http.hints import RateLimitInfo, quota_info, rate_limit_info
 from prefect_sessions.http.in_flight import InFlight
 from prefect_sessions.http.learning import ConcurrencyEstimate, RateEstimate, rate_limit_evident
 from prefect_sessions.http.quota_window import QuotaWindow
 from prefect_sessions.http.recovery import Recovery
+from prefect_sessions.http.refill_quota import RefillingQuota
 from prefect_sessions.http.schedule import Schedule
 
 
@@ -65,6 +71,7 @@ class Grant:
         rate: the rate in force when it was granted (``None``: unpaced).
         sent_at: when it left (the pacer's clock).
         in_flight: requests in flight when it left, itself included.
+        tokens: the tokens the request is estimated to cost (a model endpoint's token quota).
     """
 
     probe: bool
@@ -76,6 +83,12 @@ class Grant:
     in_flight: int = 0
     holding: bool = True
     sending: bool = False
+    tokens: float = 0.0
+    tokens_sent_before: float = 0.0
+
+
+#: The quotas a server may publish OpenAI's way, each refilled continuously.
+REFILLING_UNITS = ("requests", "tokens")
 
 
 class Pacer:
@@ -116,6 +129,8 @@ class Pacer:
         self._concurrency = ConcurrencyEstimate()
         if max_share < 1:
             self._concurrency.hold_at_ceiling()
+        self._refilling = {unit: RefillingQuota(safety=safety) for unit in REFILLING_UNITS}
+        self._tokens_sent = 0.0
 
     @property
     def rate(self) -> float | None:
@@ -132,13 +147,16 @@ class Pacer:
     @property
     def published(self) -> bool:
         """Whether the server has published its quota (then it wins over anything learned)."""
-        return self._window.rate is not None
+        # A refilling quota gives no rate to space requests at: its bucket may be spent at once
+        # (_departure_wait keeps to it).
+        refilling = any(quota.rate is not None for quota in self._refilling.values())
+        return self._window.rate is not None or refilling
 
     def _limit_rate(self, now: float) -> float | None:
         """The key's limit as best known: configured, published, or else learned."""
         published = self._window.rate
         rates = [r for r in (self._configured_rate, published) if r is not None]
-        if published is None:
+        if not self.published:
             learned = self._learned(now)
             if learned is not None:
                 rates.append(learned)
@@ -183,14 +201,29 @@ class Pacer:
     def _departure_wait(self, now: float, grant: Grant) -> float:
         """Under the lock, as a request is about to leave: how long it must still wait (for the
         recovering probe's send log, then for a published window's room); 0 counts it sent."""
-        exact = self._window.rate is not None or self._configured_rate is not None
+        exact = self.published or self._configured_rate is not None
         rate = self._rate(now) if grant.probe else None
         wait = self._recovery.log_wait(now, probe=grant.probe, rate=rate, exact=exact)
-        return wait or self._window.wait(now, in_flight=self._in_flight.sending)
+        if wait:
+            return wait
+        costs = {"requests": 1.0, "tokens": grant.tokens}
+        wait = max(
+            quota.wait(now, costs[unit], share=self._share)
+            for unit, quota in self._refilling.items()
+        )
+        if wait:
+            return wait
+        wait = self._window.wait(now, in_flight=self._in_flight.sending)
+        if not wait:
+            for unit, quota in self._refilling.items():
+                quota.spend(costs[unit])
+        return wait
 
-    async def acquire(self) -> Grant:
-        """Wait for a turn to send; return the grant to hand back to :meth:`observe`."""
+    async def acquire(self, *, tokens: float = 0.0) -> Grant:
+        """Wait for a turn to send (and, at an endpoint that publishes a token quota, for room
+        for ``tokens``); return the grant to hand back to :meth:`observe`."""
         grant = await self._acquire_local()
+        grant.tokens = tokens
         try:
             await self._wait_shared(grant)
             while True:
@@ -217,6 +250,8 @@ class Pacer:
         grant.in_flight = in_flight.sending
         grant.sent_seq = in_flight.sent_total
         grant.sent_at = self._schedule.last_sent = self._clock()
+        grant.tokens_sent_before = self._tokens_sent
+        self._tokens_sent += grant.tokens
 
     async def _acquire_local(self) -> Grant:
         while True:
@@ -280,7 +315,8 @@ class Pacer:
             current = self._clock()
             if info is not None and info.reset_seconds is not None:
                 self._learn_published(grant, info, current)
-            learning = self._window.rate is None
+            self._learn_refilling(grant, headers, current)
+            learning = not self.published
             if learning:
                 self._learned_rate.answered(
                     current, accepted=status != 429, rate_at_send=grant.rate
@@ -301,7 +337,7 @@ class Pacer:
                     self._climb_from(current)
                     self._wake_all()
             first_answer = grant.probe and self._recovery.probe_answered()
-            if first_answer and self._window.rate is None and self._configured_rate is None:
+            if first_answer and not self.published and self._configured_rate is None:
                 self._concurrency.start(current)
             self._release(grant)
             if grant.probe:
@@ -321,6 +357,29 @@ class Pacer:
             self._reschedule(current)
         if pause is not None:
             self._schedule.hold(pause)
+
+    def _learn_refilling(self, grant: Grant, headers: Mapping[str, str], current: float) -> None:
+        """Quotas published OpenAI's way, each with what was sent after this request."""
+        spent_since = {
+            "requests": float(self._in_flight.sent_total - grant.sent_seq),
+            "tokens": self._tokens_sent - grant.tokens_sent_before - grant.tokens,
+        }
+        slower = False
+        for unit, quota in self._refilling.items():
+            info = quota_info(headers, unit)
+            if info is None or info.limit is None:
+                continue
+            slower |= quota.learn(
+                current,
+                limit=info.limit,
+                remaining=info.remaining,
+                reset_seconds=info.reset_seconds,
+                spent_since=spent_since[unit],
+            )
+        if any(quota.rate is not None for quota in self._refilling.values()):
+            self._recovery.recovering_since = None  # a published quota wins over anything learned
+        if slower:
+            self._reschedule(current)
 
     def _learn_refused(self, grant: Grant, current: float) -> None:
         recovery = self._recovery
@@ -389,9 +448,9 @@ class Pacer:
         return self._share
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Grant]:
+    async def slot(self, *, tokens: float = 0.0) -> AsyncIterator[Grant]:
         """``async with pacer.slot() as grant:`` send, then :meth:`observe` the response."""
-        grant = await self.acquire()
+        grant = await self.acquire(tokens=tokens)
         try:
             yield grant
         finally:

@@ -50,6 +50,18 @@ def tallying(tally: Tally | None = None) -> Iterator[Tally]:
         _open.reset(token)
 
 
+@contextmanager
+def tallying_apart(tally: Tally | None = None) -> Iterator[Tally]:
+    """Count the requests sent inside the block into ``tally`` only, not into the tallies open
+    around it: a conversation's calls to a judge model are not requests to its provider."""
+    tally = Tally() if tally is None else tally
+    token = _open.set((tally,))
+    try:
+        yield tally
+    finally:
+        _open.reset(token)
+
+
 def count_attempt(*also: Tally) -> None:
     """Add one sent request to ``also`` and to every open tally (the HTTP engine calls this)."""
     for tally in (*also, *_open.get()):

@@ -10,6 +10,7 @@ import pytest
 from prefect_sessions.http.in_flight import InFlight
 from prefect_sessions.http.quota_window import QuotaWindow
 from prefect_sessions.http.recovery import FIRST_PROBE_BACKOFF, MAX_PROBE_BACKOFF, Recovery
+from prefect_sessions.http.refill_quota import RefillingQuota
 from prefect_sessions.http.schedule import Schedule
 
 
@@ -117,3 +118,36 @@ async def test_waiters_are_woken_on_their_own_loop_from_another_thread():
     await asyncio.wait_for(waiter, 1.0)
     in_flight.forget(loop, waiter)
     assert in_flight.waiters == []
+
+
+def test_a_refilling_quota_learns_its_rate_from_one_answer_and_lets_a_full_bucket_go_at_once():
+    quota = RefillingQuota(safety=1.0)
+    assert quota.wait(0.0, 500) == 0.0  # nothing published yet
+    # 600 a minute: one spent, full again in 0.1 s, so 10 a second come back.
+    quota.learn(0.0, limit=600, remaining=599, reset_seconds=0.1, spent_since=0)
+    assert quota.rate == pytest.approx(10.0)
+    for _ in range(599):  # the rest of the bucket, at once, as the server allows
+        assert quota.wait(0.0, 1) == 0.0
+        quota.spend(1)
+    assert quota.wait(0.0, 1) == pytest.approx(0.1)
+    assert quota.wait(0.05, 1) == pytest.approx(0.05)
+
+
+def test_a_refilling_quota_counts_what_left_after_the_answer_and_waits_for_a_whole_cost():
+    quota = RefillingQuota(safety=1.0)
+    quota.learn(0.0, limit=1000, remaining=300, reset_seconds=7.0, spent_since=200)
+    assert quota.rate == pytest.approx(100.0)
+    assert quota.wait(0.0, 100) == 0.0  # 100 left after those in flight
+    assert quota.wait(0.0, 400) == pytest.approx(3.0)
+    assert quota.wait(0.0, 5000) == pytest.approx(9.0)  # more than the quota: a full bucket
+
+
+def test_a_share_keeps_the_run_to_its_part_of_a_full_bucket():
+    quota = RefillingQuota(safety=1.0)
+    quota.learn(0.0, limit=100, remaining=99, reset_seconds=0.1, spent_since=0)  # 10/s
+    sent = 0
+    while quota.wait(0.0, 1, share=0.5) == 0.0:
+        quota.spend(1)
+        sent += 1
+    assert sent == 50
+    assert quota.wait(0.0, 1, share=0.5) == pytest.approx(0.2)  # its half of the refill

@@ -6,16 +6,20 @@ import math
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from prefect_sessions.http.hints import (
     MAX_CREDIBLE_HINT_SECONDS,
+    RateLimitInfo,
     RetryHint,
+    parse_duration,
     parse_reset,
     parse_retry_after,
     parse_retry_after_ms,
+    quota_info,
     rate_limit_info,
     retry_hint,
 )
@@ -164,3 +168,46 @@ def test_control_characters_and_other_digits_are_not_numbers(text):
     assert parse_retry_after(text, NOW) is None
     assert parse_retry_after_ms(text) is None
     assert parse_reset(text, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("12ms", 0.012),
+        ("1h2m3.5s", 3723.5),
+        ("0s", 0.0),
+        ("300us", 0.0003),
+        ("1.5\u00b5s", 1.5e-6),
+        ("2", 2.0),
+        ("0.25", 0.25),
+    ],
+)
+def test_a_reset_reads_as_a_go_duration_or_plain_seconds(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["-1", "", "abc", "1x", "s", "1s2", "999999h", None])
+def test_a_reset_that_is_no_duration_is_not_believed(text: str | None) -> None:
+    assert parse_duration(text) is None
+
+
+def test_openai_quotas_read_by_unit_and_azure_minus_one_or_zero_publish_nothing() -> None:
+    headers = httpx.Headers(
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "499",
+            "x-ratelimit-reset-requests": "120ms",
+            "x-ratelimit-limit-tokens": "200000",
+            "x-ratelimit-remaining-tokens": "250000",  # more than the limit: capped
+            "x-ratelimit-reset-tokens": "6m0s",
+        }
+    )
+    assert quota_info(headers, "requests") == RateLimitInfo(500, 499, 0.12)
+    assert quota_info(headers, "tokens") == RateLimitInfo(200000, 200000, 360.0)
+    azure = {"x-ratelimit-limit-requests": "-1", "x-ratelimit-limit-tokens": "0"}
+    assert quota_info(azure, "requests") is None
+    assert quota_info(azure, "tokens") is None
+    minus = {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "-1"}
+    assert quota_info(minus, "tokens") == RateLimitInfo(1000, None, None)
