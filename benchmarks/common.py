@@ -92,9 +92,17 @@ def emulator_process(
             process.wait()
 
 
-def write_suite(directory: Path, conversations: int, *, base_url: str, concurrency: int) -> Path:
+def write_suite(
+    directory: Path,
+    conversations: int,
+    *,
+    base_url: str,
+    concurrency: int,
+    outputs: bool = False,
+) -> Path:
     """A suite of ``conversations`` scripted conversations of three turns each (plus a variable
-    check), one per row of a generated dataset; returns the suite's path."""
+    check), one per row of a generated dataset; returns the suite's path. With ``outputs``, the
+    suite also names three outputs (the last reply, a variable, a regex group) for the dataset."""
     directory.mkdir(parents=True, exist_ok=True)
     rows = directory / "rows.csv"
     with rows.open("w", newline="", encoding="utf-8") as handle:
@@ -111,7 +119,7 @@ connection:
   api_key_env: {API_KEY_ENV}
   project_id: {PROJECT_ID}
 concurrency: {concurrency}
-conversations:
+{OUTPUTS if outputs else ""}conversations:
   - id: "refund-{{{{ row.user }}}}"
     dataset: rows.csv
     variables: {{name: "{{{{ row.name }}}}"}}
@@ -127,6 +135,14 @@ conversations:
     )
     os.environ.setdefault(API_KEY_ENV, API_KEY)
     return suite
+
+
+#: The outputs a pipeline step would keep: what the agent said, what it set, a value read from it.
+OUTPUTS = """outputs:
+  answer: {reply: last}
+  topic: {variable: topic}
+  asked_for: {regex: "order (number|id)", group: 1}
+"""
 
 
 def peak_rss_mb() -> float:

@@ -35,7 +35,13 @@ def prefect_server(own: bool) -> Iterator[str | None]:
 
 
 def run_flow(
-    suite_path: Path, concurrency: int, results_dir: Path, *, chunk_size: int = 100
+    suite_path: Path,
+    concurrency: int,
+    results_dir: Path,
+    *,
+    chunk_size: int = 100,
+    output_path: Path | None = None,
+    run_key: str | None = None,
 ) -> tuple[float, RunSummary]:
     """Run ``batch_conversations`` on a suite; the wall time around the call and its summary."""
 
@@ -45,6 +51,8 @@ def run_flow(
             concurrency=concurrency,
             results_dir=str(results_dir),
             chunk_size=chunk_size,
+            output_path=str(output_path) if output_path else None,
+            run_key=run_key,
         )
         return summary
 
