@@ -59,9 +59,10 @@ class Emulator:
 
 @contextlib.contextmanager
 def emulator_process(
-    *, voiceflow_limit: str = "off", latency_ms: float = 0.0
+    *, voiceflow_limit: str = "off", latency_ms: float = 0.0, extra: Sequence[str] = ()
 ) -> Iterator[Emulator]:
-    """``prefect-sessions emulator`` on a free port of 127.0.0.1, stopped on exit."""
+    """``prefect-sessions emulator`` on a free port of 127.0.0.1, stopped on exit; ``extra``
+    options added (``["--model-limit", "120/10s tokens=20000"]``)."""
     command = [
         sys.executable,
         "-m",
@@ -72,6 +73,7 @@ def emulator_process(
         voiceflow_limit,
         "--latency-ms",
         str(latency_ms),
+        *extra,
     ]
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         command, stdout=subprocess.PIPE, text=True

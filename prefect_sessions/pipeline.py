@@ -40,7 +40,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,6 +52,7 @@ from prefect_sessions.batch.run import run_batch
 from prefect_sessions.conversation.budget import Budget
 from prefect_sessions.conversation.outputs import RESERVED_COLUMNS, Output
 from prefect_sessions.errors import ConfigurationError
+from prefect_sessions.llm.connection import ModelConnection
 from prefect_sessions.providers import provider_of
 from prefect_sessions.run_options import (
     DEFAULT_RESULTS_DIR,
@@ -59,7 +60,8 @@ from prefect_sessions.run_options import (
     RunOptions,
     invalid_options,
 )
-from prefect_sessions.seam.turns import Turn
+from prefect_sessions.seam.judged import SimulateSpec
+from prefect_sessions.seam.turns import Expectation, Turn
 
 if TYPE_CHECKING:
     from prefect_sessions.credentials import ProviderCredentials
@@ -75,6 +77,8 @@ class ConversationScript(BaseModel):
         connection: the provider's fields (Vectara's ``agent_key``, Voiceflow's ``project_id``);
             the key and the URL come from the credentials block.
         turns, variables, tags, outputs: as in a suite file.
+        expect, simulate: judged expectations on the whole conversation, and a simulated user,
+            as in a suite file (with ``judge_model``, and ``embeddings`` for ``similar``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +86,11 @@ class ConversationScript(BaseModel):
     name: str = Field(default="pipeline", min_length=1, max_length=200)
     id: str = Field(default="{{ row.id }}", min_length=1, max_length=200)
     connection: dict[str, Any] = Field(default_factory=dict)
-    turns: list[Turn] = Field(min_length=1)
+    turns: list[Turn] = Field(default_factory=list)
+    expect: list[Expectation] = Field(default_factory=list)
+    simulate: SimulateSpec | None = None
+    judge_model: ModelConnection | None = None
+    embeddings: Literal["offline", "judge_model"] = "offline"
     variables: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     outputs: dict[str, Output] = Field(default_factory=dict)
@@ -233,6 +241,10 @@ def _spool(
         conversation["variables"] = script.variables
     if script.tags:
         conversation["tags"] = script.tags
+    if script.expect:
+        conversation["expect"] = [e.model_dump(mode="json") for e in script.expect]
+    if script.simulate is not None:
+        conversation["simulate"] = script.simulate.model_dump(mode="json")
     suite: dict[str, Any] = {
         "name": script.name,
         "provider": provider,
@@ -244,6 +256,9 @@ def _spool(
         suite["outputs"] = {name: _output_spec(output) for name, output in script.outputs.items()}
     if script.budget is not None:
         suite["budget"] = script.budget.model_dump(exclude_none=True)
+    if script.judge_model is not None:
+        suite["judge_model"] = script.judge_model.model_dump(mode="json", exclude_none=True)
+        suite["embeddings"] = script.embeddings
     path = folder / f"{slug(key)}.suite.yaml"
     _write(path, yaml.safe_dump(suite, sort_keys=False, allow_unicode=True))
     return path

@@ -103,6 +103,10 @@ class RunOptions(BaseModel):
     budget: Budget | None = Field(
         default=None, description="Caps on what the run spends, over the suite's."
     )
+    judge_cache: bool = Field(
+        default=True,
+        description="Reuse a judge's answer to the same question in the same repetition.",
+    )
 
     @field_validator("tags", "ids", mode="before")
     @classmethod
@@ -197,6 +201,7 @@ _SHARD_OPTIONS = (
     "tags",
     "ids",
     "only",
+    "judge_cache",
 )
 
 

@@ -2,8 +2,9 @@
 
 Starts Prefect's local server (left running, so its UI can be browsed; ``make demo-stop`` ends
 it) and the bundled emulator with a rate limit on, then runs the example suite of 200
-conversations through ``prefect-sessions run``, compared with the previous demo run, and says
-where the results and the HTML report are.
+conversations through ``prefect-sessions run``, compared with the previous demo run, then a few
+conversations judged by the emulator's model (a judge, a similarity, a simulated user), and says
+where the results and the HTML reports are.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ STATE = ROOT / ".prefect-sessions" / "demo"
 BIN = Path(sys.executable).parent
 PREFECT_PORT = int(os.environ.get("PREFECT_PORT", "4200"))
 SUITE = ROOT / "examples" / "support-suite.yaml"
+#: A few conversations judged by the emulator's model, and a simulated user.
+JUDGED_SUITE = ROOT / "examples" / "judged-suite.yaml"
 EMULATOR_LIMIT = "50/1s"
 
 
@@ -126,6 +129,7 @@ def main() -> int:
             ],
             env=env,
         )
+        judged = run_judged(url, env)
     finally:
         emulator.send_signal(signal.SIGINT)
         emulator.wait(timeout=10)
@@ -137,7 +141,34 @@ def main() -> int:
         "conversations, comparison, report)"
     )
     print("The Prefect server keeps running for the UI; 'make demo-stop' stops it.")
-    return code
+    return code or judged
+
+
+def run_judged(url: str, env: dict[str, str]) -> int:
+    """The judged suite against the same emulator (its model under /openai/v1)."""
+    suite = JUDGED_SUITE
+    if not url.endswith(":8787"):  # the suite names the default port: point it at this one
+        suite = STATE / JUDGED_SUITE.name
+        suite.write_text(
+            JUDGED_SUITE.read_text(encoding="utf-8").replace("http://127.0.0.1:8787", url),
+            encoding="utf-8",
+        )
+    print("\nJudged expectations and a simulated user, judged by the emulator's model:")
+    env = {**env, "VECTARA_API_KEY": "demo-key", "EMULATOR_MODEL_KEY": "demo-model-key"}
+    return subprocess.call(
+        [
+            str(BIN / "prefect-sessions"),
+            "run",
+            str(suite),
+            "--base-url",
+            url,
+            "--html",
+            str(STATE / "judged-report.html"),
+            "--results-dir",
+            str(STATE / "runs"),
+        ],
+        env=env,
+    )
 
 
 if __name__ == "__main__":

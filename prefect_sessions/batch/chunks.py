@@ -37,6 +37,7 @@ from pydantic import SecretStr
 from prefect_sessions.batch.estimate import conversation_requests
 from prefect_sessions.conversation.budget import BudgetGuard
 from prefect_sessions.conversation.dataset import Conversation, iter_runs
+from prefect_sessions.conversation.judging import Judge, open_judge
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
 from prefect_sessions.conversation.suite import LoadedSuite, Suite
@@ -51,6 +52,8 @@ from prefect_sessions.seam.adapter import ConnectionSettings, ConversationAdapte
 #: of it has started, not until they all end: while a chunk finishes its last conversations, the
 #: next ones already take the slots these free, so slots never idle at a chunk's tail.
 PARALLEL_CHUNKS = 2
+#: The judge's answers, beside the run's results (every run of the results folder shares it).
+JUDGE_CACHE = "judge-cache.sqlite"
 #: Chunks held at once (in memory, in flight), whatever their state.
 MAX_CHUNKS = 4
 
@@ -195,9 +198,11 @@ async def run_conversation_chunk(
     slots: asyncio.Semaphore | None = None,
     dispatched: asyncio.Event | None = None,
     budget: BudgetGuard | None = None,
+    judge: Judge | None = None,
 ) -> RunCounters:
     """Run a chunk of conversations through an open provider adapter; append each result to the
-    results file as it finishes; ask ``budget`` before each starts.
+    results file as it finishes; ask ``budget`` before each starts; ``judge`` checks judged
+    expectations.
 
     ``adapter``, ``slots`` and ``dispatched`` belong to the flow's event loop, which this task
     runs on when awaited: the chunks of a run share one connection pool and cap conversations in
@@ -215,6 +220,7 @@ async def run_conversation_chunk(
                 slots=slots,
                 dispatched=dispatched,
                 budget=budget,
+                judge=judge,
             )
     except RunStoppedError as exc:
         # The task run fails with the cause as its one-line message, not a traceback; awaiting
@@ -286,9 +292,10 @@ class _Chunks:
         results_path: Path,
         plan: _Plan,
         budget: BudgetGuard | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.adapter, self.options, self.results_path = adapter, options, results_path
-        self.budget = budget
+        self.budget, self.judge = budget, judge
         self.concurrency = concurrency
         self.total, self.done = plan.total, plan.resumed
         self.slots = asyncio.Semaphore(concurrency)
@@ -332,6 +339,7 @@ class _Chunks:
                 quote(self.slots),
                 quote(dispatched),
                 quote(self.budget),
+                quote(self.judge),
                 return_state=False,  # selects the typed overload that takes quoted arguments
             )
             if isinstance(ended, State):  # a stopped chunk returns its Failed state
@@ -399,10 +407,14 @@ async def run_share(
     # One adapter (one connection pool) for every chunk: a new one per chunk would open new
     # connections and pay the client's set-up each time.
     settings = connection_settings(suite, options, pacers=pacers)
-    async with get_provider(suite.provider).adapter(settings) as adapter:
+    cache = results_path.parent / JUDGE_CACHE if options.judge_cache else None
+    async with (
+        open_judge(suite, pacers=pacers, cache_path=cache) as judge,
+        get_provider(suite.provider).adapter(settings) as adapter,
+    ):
         concurrency = options.concurrency_for(suite.concurrency)
         budget = _budget_guard(loaded, options, store)
-        chunks = _Chunks(adapter, options, concurrency, results_path, plan, budget)
+        chunks = _Chunks(adapter, options, concurrency, results_path, plan, budget, judge)
         where = "" if share == WHOLE_SUITE else f", {share.label()}"
         if in_a_run():
             chunks.progress_id = await acreate_progress_artifact(

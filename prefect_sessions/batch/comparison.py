@@ -13,6 +13,9 @@ from pydantic import BaseModel, Field
 
 from prefect_sessions.conversation.results import Status
 
+#: How far a judged conversation's lowest score must move to be shown as a change.
+SCORE_CHANGE = 0.05
+
 #: The figures a comparison shows, in this order, when both runs have them.
 COMPARED_FIGURES = (
     "turn_p50_ms",
@@ -32,6 +35,9 @@ class RunRecord(BaseModel):
     flow_run_id: str | None = None
     statuses: dict[str, Status] = Field(description="Each conversation's verdict, by id.")
     figures: dict[str, float] = Field(default_factory=dict)
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="The lowest judged score of each judged conversation."
+    )
 
     def failing(self) -> set[str]:
         return {id_ for id_, status in self.statuses.items() if status != "passed"}
@@ -74,6 +80,13 @@ class Comparison(BaseModel):
         default_factory=list, description="Added conversations that fail or error."
     )
     figures: dict[str, Change] = Field(default_factory=dict)
+    score_changes: dict[str, Change] = Field(
+        default_factory=dict,
+        description=(
+            "Judged conversations whose lowest score moved by SCORE_CHANGE or more (one that "
+            "fell past its threshold is in newly_failing too)."
+        ),
+    )
 
     #: The conversation lists a person reads, in the order reports show them.
     LISTS: ClassVar[tuple[str, ...]] = (
@@ -123,4 +136,9 @@ def compare(baseline: RunRecord, current: RunRecord, *, partial: bool = False) -
         removed=[] if partial else [i for i in before if i not in now],
         added_failing=[i for i, s in now.items() if s != "passed" and i not in before],
         figures=figures,
+        score_changes={
+            i: Change(baseline=baseline.scores[i], current=score)
+            for i, score in current.scores.items()
+            if i in baseline.scores and abs(score - baseline.scores[i]) >= SCORE_CHANGE
+        },
     )

@@ -157,11 +157,17 @@ async def find_record(
             for row in run.conversations
             if row.get("status") in ("passed", "failed", "errored") and "id" in row
         }
+        scores = {
+            str(row["id"]): float(row["judge_score"])
+            for row in run.conversations
+            if isinstance(row.get("judge_score"), int | float) and "id" in row
+        }
         return RunRecord(
             run_key=run.run_key,
             flow_run_id=str(run.flow_run_id),
             statuses=statuses,
             figures=run.figures(),
+            scores=scores,
         )
     return None
 

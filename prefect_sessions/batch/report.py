@@ -16,6 +16,7 @@ from prefect_sessions.batch.comparison import Comparison, RunRecord
 from prefect_sessions.batch.verdicts import LatencyFigures, Verdict
 from prefect_sessions.conversation.results import ConversationResult
 from prefect_sessions.run_options import FailOn
+from prefect_sessions.seam.judged import Judgement
 
 #: Failures shown with their transcript in the markdown report; the JSONL file has them all.
 MAX_TRANSCRIPTS = 50
@@ -93,6 +94,7 @@ class RunSummary(BaseModel):
             flow_run_id=self.flow_run_id,
             statuses={verdict.id: verdict.status for verdict in verdicts},
             figures=self.figures(),
+            scores={v.id: v.judge_score for v in verdicts if v.judge_score is not None},
         )
 
     def line(self) -> str:
@@ -147,6 +149,7 @@ def conversation_rows(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
             "requests": verdict.requests,
             "tags": ", ".join(verdict.tags),
             "first_failure": _cut(verdict.reason or "", 300),
+            **({} if verdict.judge_score is None else {"judge_score": verdict.judge_score}),
         }
         for verdict in verdicts
     ]
@@ -203,16 +206,32 @@ def transcript(result: ConversationResult) -> str:
     """The conversation as a person would read it: each turn, what the agent said, what failed."""
     lines = []
     for number, turn in enumerate(result.turns, start=1):
-        lines.append(f"{number}. user  > {turn.turn}")
+        who = "user* " if turn.simulated else "user  "  # *: a simulated user wrote it
+        lines.append(f"{number}. {who}> {turn.turn}")
         for message in turn.messages:
             lines.append(f"   agent < {message}")
         if turn.buttons:
             lines.append(f"   buttons: {', '.join(turn.buttons)}")
+        lines += [f"   {_judged_line(j)}" for j in turn.judgements if j.failure() is None]
         for failure in turn.failures:
             lines.append(f"   FAILED: {failure}")
+    if result.stopped:
+        lines.append(f"simulated user stopped: {result.stopped}")
+    for judgement in result.judgements:
+        said = judgement.failure()
+        lines.append(f"FAILED: {said}" if said else _judged_line(judgement))
     if result.status == "errored" and result.reason:
         lines.append(f"ERROR: {result.reason}")
     return "\n".join(lines)
+
+
+def _judged_line(judgement: Judgement) -> str:
+    """A judged expectation that held: its score against its threshold, and the reason."""
+    cached = ", cached" if judgement.cached else ""
+    return (
+        f"ok: {judgement.describe}: score {judgement.score or 0:.2f} against "
+        f"{judgement.threshold:g}{cached}: {judgement.reason}"
+    )
 
 
 def comparison_markdown(comparison: Comparison) -> str:
@@ -222,6 +241,12 @@ def comparison_markdown(comparison: Comparison) -> str:
     for name, listed in comparison.lists():
         shown = ", ".join(f"`{i}`" for i in listed[:20]) + (" ..." if len(listed) > 20 else "")
         parts.append(f"| {name.replace('_', ' ')} ({len(listed)}) | {shown} |")
+    if comparison.score_changes:
+        parts += ["", "| judged conversation | lowest score then | now | change |"]
+        parts.append("|---|---|---|---|")
+        for name, change in comparison.score_changes.items():
+            then, now = f"{change.baseline:.2f}", f"{change.current:.2f}"
+            parts.append(f"| `{name}` | {then} | {now} | {change.change:+.2f} |")
     if comparison.figures:
         parts += ["", "| figure | baseline | now | change |", "|---|---|---|---|"]
         for name, change in comparison.figures.items():

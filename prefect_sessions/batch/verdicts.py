@@ -45,6 +45,10 @@ class Verdict(BaseModel):
     reason: str | None = Field(default=None, description="The first failure, for a non-pass.")
     cause: str | None = Field(default=None, description="What kind of failure, for grouping.")
     usage: dict[str, float] = Field(default_factory=dict)
+    judge_score: float | None = Field(
+        default=None,
+        description="The lowest score its judged expectations got over its runs (None: none).",
+    )
 
     @property
     def observed_pass_rate(self) -> float:
@@ -94,7 +98,19 @@ def _verdict(runs: list[ConversationResult]) -> Verdict:
         reason=first_bad.reason if first_bad is not None and status != "passed" else None,
         cause=cause_of(first_bad) if first_bad is not None and status != "passed" else None,
         usage=summed_usage(run.usage for run in runs),
+        judge_score=lowest_score(runs),
     )
+
+
+def lowest_score(runs: Iterable[ConversationResult]) -> float | None:
+    """The lowest score of the judged expectations of ``runs`` (its weakest point), if any."""
+    scores = [
+        judgement.score
+        for run in runs
+        for judgement in [*run.judgements, *(j for t in run.turns for j in t.judgements)]
+        if judgement.score is not None
+    ]
+    return min(scores) if scores else None
 
 
 def summed_usage(amounts: Iterable[dict[str, float]]) -> dict[str, float]:

@@ -97,6 +97,12 @@ def parser() -> argparse.ArgumentParser:
         "with its input columns, the suite's named outputs, the status and the reason",
     )
     _budget_arguments(run)
+    run.add_argument(
+        "--no-judge-cache",
+        dest="judge_cache",
+        action="store_false",
+        help="ask the judge model again instead of reusing its answer to the same question",
+    )
     run.add_argument("--run-key", help="resume the run with this key (default: a new run)")
     run.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="where results are kept")
     run.add_argument(

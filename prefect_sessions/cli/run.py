@@ -43,6 +43,10 @@ def _say(line: str) -> None:
     print(f"prefect-sessions run: {line}", file=sys.stderr, flush=True)
 
 
+#: Conversations that did not pass, listed under the summary line.
+SHOWN_FAILURES = 10
+
+
 class _Progress:
     """A progress bar on a terminal, a line per finished conversation, or nothing."""
 
@@ -74,6 +78,16 @@ class _Progress:
             self._bar.advance(self._task)
         elif self._lines:
             print(f"{result.status} {result.id}", flush=True)
+            judged = [j for t in result.turns for j in t.judgements] + list(result.judgements)
+            for judgement in judged:  # each judged expectation: score, threshold, reason
+                score = "no score" if judgement.score is None else f"{judgement.score:.2f}"
+                print(
+                    f"  {judgement.describe}: {score} against {judgement.threshold:g}: "
+                    f"{judgement.error or judgement.reason}",
+                    flush=True,
+                )
+            if result.stopped:
+                print(f"  simulated user stopped: {result.stopped}", flush=True)
 
 
 def _ui_link(api: PrefectApi, flow_run_id: Any) -> str:
@@ -133,6 +147,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         only_failed=args.only_failed,
         output_path=args.output,
         budget=budget_of(args),
+        judge_cache=args.judge_cache,
     )
 
 
@@ -265,6 +280,11 @@ def _report(api: PrefectApi, args: argparse.Namespace, summary: RunSummary, stat
     if args.junit:
         write_junit(args.junit, summary, results)
     print(summary.line())
+    failing = [verdict for verdict in judged if verdict.status != "passed"]
+    for verdict in failing[:SHOWN_FAILURES]:  # a judged one's reason holds score and threshold
+        print(f"  {verdict.status} {verdict.id}: {verdict.reason}")
+    if len(failing) > SHOWN_FAILURES:
+        print(f"  ... and {len(failing) - SHOWN_FAILURES} more (the reports have all)")
     if summary.comparison is not None:
         print(f"Compared {summary.comparison.line()}")
     elif args.baseline == LAST:

@@ -29,7 +29,8 @@ from prefect_sessions.conversation.suite import (
     LoadedSuite,
     SuiteError,
 )
-from prefect_sessions.seam.turns import Turn
+from prefect_sessions.seam.judged import SimulateSpec
+from prefect_sessions.seam.turns import Expectation, Turn
 
 _jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
@@ -56,6 +57,10 @@ class Conversation:
     row: Mapping[str, Any] = field(default_factory=dict)
     #: Where it stands in the run's order (the output dataset keeps that order).
     position: int = 0
+    #: Judged expectations on the whole conversation, checked at its end.
+    expect: tuple[Expectation, ...] = ()
+    #: A simulated user, who talks after the scripted turns.
+    simulate: SimulateSpec | None = None
 
     @property
     def key(self) -> str:
@@ -66,11 +71,15 @@ class Conversation:
     def fingerprint(self) -> str:
         """A hash of what the conversation does, so a resumed run can tell it is the same one
         (tags and repeats select and count runs; they do not change what a run does)."""
-        body = json.dumps(
-            [self.id, dict(self.variables), [t.model_dump(mode="json") for t in self.turns]],
-            sort_keys=True,
-            default=str,
-        )
+        what: list[Any] = [
+            self.id,
+            dict(self.variables),
+            [t.model_dump(mode="json") for t in self.turns],
+        ]
+        if self.expect or self.simulate:  # so that the fingerprints of other suites stay
+            what.append([e.model_dump(mode="json") for e in self.expect])
+            what.append(None if self.simulate is None else self.simulate.model_dump(mode="json"))
+        body = json.dumps(what, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -152,6 +161,15 @@ def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conv
         turns = tuple(
             Turn.model_validate(_render(turn.model_dump(mode="python"), row)) for turn in spec.turns
         )
+        expect = tuple(
+            Expectation.model_validate(_render(e.model_dump(mode="python"), row))
+            for e in spec.expect
+        )
+        simulate = (
+            None
+            if spec.simulate is None
+            else SimulateSpec.model_validate(_render(spec.simulate.model_dump(mode="python"), row))
+        )
     except TemplateError as exc:
         raise ValueError(f"template error: {exc.message or exc}") from None
     except ValidationError as exc:
@@ -165,7 +183,9 @@ def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conv
             f"{MAX_ID_LENGTH} (use a shorter column, or a slice: '{{{{ row.user[:50] }}}}')"
         )
     tags = tuple(dict.fromkeys([*spec.tags, *_row_tags(row)]))  # in order, each once
-    return Conversation(conversation_id, variables, turns, origin, tags)
+    return Conversation(
+        conversation_id, variables, turns, origin, tags, expect=expect, simulate=simulate
+    )
 
 
 def iter_runs(loaded: LoadedSuite) -> Iterator[Conversation]:

@@ -11,6 +11,7 @@ A suite, or one conversation of it, declares ``outputs:``, each a name and one k
       spent: {usage: requests}                          # requests, rate_limited, or a usage amount
       verdict: {status: true}                           # passed, failed or errored
       why: {reason: true}                               # the first failure or the error
+      ended: {stopped: true}                            # why a simulated user stopped
 
 Outputs are taken when the conversation ends, from its replies, its variables and its counts,
 provider-neutral: a provider's adapter puts what it knows into its :class:`Reply` objects
@@ -31,7 +32,7 @@ from prefect_sessions.seam.provider import COMMON_OUTPUTS as PROVIDER_COMMON_OUT
 from prefect_sessions.seam.turns import Reply
 
 OutputKind = Literal[
-    "reply", "variable", "regex", "structured", "transcript", "usage", "status", "reason"
+    "reply", "variable", "regex", "structured", "transcript", "usage", "status", "reason", "stopped"
 ]
 OUTPUT_KINDS: tuple[str, ...] = get_args(OutputKind)
 #: Output kinds every provider can give (the rest need a provider capability).
@@ -123,7 +124,7 @@ class Output(BaseModel):
             if not isinstance(value, str):
                 raise ValueError("structured: a JSON path, e.g. {structured: '$.category'}")
             parse_path(value)
-        if kind in ("transcript", "status", "reason") and value is not True:
+        if kind in ("transcript", "status", "reason", "stopped") and value is not True:
             raise ValueError(f"{kind}: write {{{kind}: true}}")
         return self
 
@@ -150,6 +151,8 @@ class Taken:
     reason: str | None = None
     counts: Mapping[str, float] = field(default_factory=dict)
     usage: Mapping[str, float] = field(default_factory=dict)
+    #: Why a simulated conversation stopped (None for a scripted one).
+    stopped: str | None = None
 
 
 def _walk(value: Any, steps: list[str | int]) -> tuple[Any, str | None]:
@@ -212,6 +215,8 @@ def take(output: Output, taken: Taken) -> tuple[Any, str | None]:
         return None, f"no usage {value!r} was reported"
     if kind == "status":
         return taken.status, None
+    if kind == "stopped":
+        return taken.stopped, None if taken.stopped else "not a simulated conversation"
     return taken.reason, None
 
 

@@ -17,6 +17,8 @@ from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, Field, ValidationError
 
+from prefect_sessions.seam.judged import Judgement
+
 Status = Literal["passed", "failed", "errored"]
 
 
@@ -37,6 +39,11 @@ class TurnRecord(BaseModel):
     failed_kinds: list[str] = Field(
         default_factory=list, description="The kind of each expectation that did not hold."
     )
+    judgements: list[Judgement] = Field(
+        default_factory=list,
+        description="Its judged expectations (judge, similar): score, threshold and reason.",
+    )
+    simulated: bool = Field(default=False, description="A simulated user wrote this turn.")
 
 
 class ConversationResult(BaseModel):
@@ -60,6 +67,14 @@ class ConversationResult(BaseModel):
     rate_limited: int = Field(default=0, description="Of those, the ones answered 429.")
     duration_ms: float = 0.0
     turns: list[TurnRecord] = Field(default_factory=list)
+    judgements: list[Judgement] = Field(
+        default_factory=list,
+        description="The judged expectations on the whole conversation, at its end.",
+    )
+    stopped: str | None = Field(
+        default=None,
+        description="Why a simulated conversation ended: goal met, budget spent, stop marker.",
+    )
     usage: dict[str, float] = Field(
         default_factory=dict,
         description="What the provider reports it cost (session minutes, credits, context).",

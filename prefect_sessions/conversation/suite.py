@@ -8,8 +8,9 @@ the file, the line, the path inside the suite and how to fix it.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,8 +26,10 @@ from prefect_sessions.conversation.budget import Budget
 from prefect_sessions.conversation.outputs import OUTPUT_NAME, RESERVED_COLUMNS, Output
 from prefect_sessions.conversation.selection import Selection
 from prefect_sessions.errors import ConfigurationError
+from prefect_sessions.llm.connection import ModelConnection
 from prefect_sessions.providers import get_provider
-from prefect_sessions.seam.turns import Turn
+from prefect_sessions.seam.judged import SimulateSpec
+from prefect_sessions.seam.turns import Expectation, Turn
 
 
 class SuiteError(ConfigurationError):
@@ -96,13 +99,40 @@ class ConversationSpec(BaseModel):
     )
     variables: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None
-    turns: list[Turn] = Field(min_length=1)
+    turns: list[Turn] = Field(
+        default_factory=list,
+        description="Its turns in order (with 'simulate', the scripted ones before the user's).",
+    )
+    expect: list[Expectation] = Field(
+        default_factory=list,
+        description="Judged expectations (judge, similar) on the whole conversation, at its end.",
+    )
+    simulate: SimulateSpec | None = Field(
+        default=None, description="A model plays the user (persona, goal, facts, max_turns)."
+    )
     outputs: dict[OutputName, Output] = Field(
         default_factory=dict,
         description="Named outputs taken from this conversation, besides the suite's.",
     )
 
     _outputs_clash = field_validator("outputs")(_checked_outputs)
+
+    @model_validator(mode="after")
+    def _turns_or_simulated(self) -> ConversationSpec:
+        if not self.turns and self.simulate is None:
+            raise ValueError("give 'turns' (at least one), or 'simulate' for a simulated user")
+        lexical = [e.kind for e in self.expect if not e.judged]
+        if lexical:
+            raise ValueError(
+                f"a conversation's 'expect' takes judge and similar only (got {lexical[0]!r}): "
+                "put word checks on the turn they are about"
+            )
+        return self
+
+    @property
+    def judged(self) -> bool:
+        """Whether a model or embeddings check anything of it."""
+        return bool(self.expect or self.simulate) or any(t.judged for t in self.turns)
 
 
 class Suite(BaseModel):
@@ -152,6 +182,21 @@ class Suite(BaseModel):
         default=None,
         description="Caps on what a run spends (requests, credits, session_minutes, tokens).",
     )
+    judge_model: ModelConnection | None = Field(
+        default=None,
+        description=(
+            "The OpenAI-compatible model that judges 'judge' expectations and plays simulated "
+            "users: {credentials: BLOCK} or {base_url, api_key_env, model}. Nothing is sent to a "
+            "model unless it is named here."
+        ),
+    )
+    embeddings: Literal["offline", "judge_model"] = Field(
+        default="offline",
+        description=(
+            "What 'similar' compares with: 'offline' (wordllama, in process, the similarity "
+            "extra) or 'judge_model' (the endpoint's /v1/embeddings and its embedding_model)."
+        ),
+    )
     conversations: list[ConversationSpec] = Field(min_length=1)
 
     _outputs_clash = field_validator("outputs")(_checked_outputs)
@@ -163,6 +208,19 @@ class Suite(BaseModel):
     @property
     def declares_outputs(self) -> bool:
         return bool(self.outputs) or any(c.outputs for c in self.conversations)
+
+    def judged_kinds(self) -> set[str]:
+        """What its conversations have judged: ``judge``, ``similar``, ``simulate``."""
+        kinds: set[str] = set()
+        for conversation in self.conversations:
+            expectations = [
+                *conversation.expect,
+                *(e for t in conversation.turns for e in t.expect),
+            ]
+            kinds.update(e.kind for e in expectations if e.judged)
+            if conversation.simulate is not None:
+                kinds.add("simulate")
+        return kinds
 
     @field_validator("provider")
     @classmethod
@@ -271,10 +329,45 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         raise SuiteError(source, _problems(exc, root, source)) from None
-    problems = _provider_problems(suite, root, source)
+    problems = _provider_problems(suite, root, source) + _judged_problems(suite, root, source)
     if problems:
         raise SuiteError(source, problems)
     return suite
+
+
+def _judged_problems(suite: Suite, root: yaml.Node | None, source: str) -> list[str]:
+    """Judged expectations and simulated users without what they need, before any request."""
+    kinds = suite.judged_kinds()
+    problems = []
+    needs_model = sorted(kinds & {"judge", "simulate"})
+    if suite.embeddings == "judge_model" and "similar" in kinds:
+        needs_model.append("similar (embeddings: judge_model)")
+    if needs_model and suite.judge_model is None:
+        problems.append(
+            f"{source}: {', '.join(needs_model)} need a model: add judge_model: {{base_url: ..., "
+            "api_key_env: ..., model: ...}} or judge_model: {credentials: BLOCK} to the suite"
+        )
+    if "similar" in kinds and suite.embeddings == "offline" and not _offline_embeddings():
+        problems.append(
+            f"{source}: similar: the offline embeddings need wordllama: pip install "
+            "'prefect-sessions[similarity]' (or set 'embeddings: judge_model')"
+        )
+    if "simulate" in kinds and "text" not in get_provider(suite.provider).turn_kinds:
+        for c, conversation in enumerate(suite.conversations):
+            if conversation.simulate is not None:
+                loc: tuple[int | str, ...] = ("conversations", c, "simulate")
+                node = _node_at(root, loc)
+                where = f"{source}:{node.start_mark.line + 1}" if node is not None else source
+                problems.append(
+                    f"{where}: {_path(loc)}: {suite.provider} takes no text turns, so no "
+                    "simulated user can talk to it; script its turns instead"
+                )
+    return problems
+
+
+def _offline_embeddings() -> bool:
+    """Whether wordllama is installed (checked without importing it: validate stays quick)."""
+    return importlib.util.find_spec("wordllama") is not None
 
 
 def _output_problems(

@@ -55,11 +55,13 @@ def load_suite(
         ) from None
     suite = parse_suite(text, source)
     loaded = LoadedSuite(suite=suite, path=path, selection=selection)
-    problems = (
-        []
-        if credentials_given
-        else list(_environment_problems(suite, source, os.environ if environ is None else environ))
-    )
+    environment = os.environ if environ is None else environ
+    problems = [] if credentials_given else list(_environment_problems(suite, source, environment))
+    if suite.judge_model is not None:  # the model's key is never the provider's block's
+        problems.extend(
+            f"{source}: judge_model.api_key_env: {problem}"
+            for problem in suite.judge_model.environment_problems(environment)
+        )
     # Expanding every conversation checks every dataset row and template without keeping them.
     known_tags: set[str] = set()
     try:

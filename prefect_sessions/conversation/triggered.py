@@ -76,6 +76,12 @@ def _check(
             for e in turn.expect
             if e.kind not in spec.expectation_kinds
         )
+        problems.extend(
+            f"turn {number}: '{e.kind}' needs a judge model, which a triggered conversation "
+            "has not: put the conversation in a suite with judge_model, or check words instead"
+            for e in turn.expect
+            if e.judged
+        )
     # A required setting may live on the block (Voiceflow's project_id) or in provider_fields
     # (Vectara's agent_key).
     problems.extend(

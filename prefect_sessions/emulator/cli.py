@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from prefect_sessions.emulator.app import create_app
-from prefect_sessions.emulator.config import FAULT_KINDS, EmulatorConfig
+from prefect_sessions.emulator.config import DEFAULT_MODEL_LIMIT, FAULT_KINDS, EmulatorConfig
 from prefect_sessions.emulator.providers import emulated_apis
 from prefect_sessions.emulator.server import LOOPBACK, bind, uvicorn_config
 
@@ -38,6 +38,13 @@ def add_arguments(emulator: argparse.ArgumentParser) -> None:
         default=250.0,
         help="how long the scripted Vectara agent thinks per answer; its session is running "
         "(a second input gets 409) from the input's arrival until the answer ends (250)",
+    )
+    emulator.add_argument(
+        "--model-limit",
+        default=str(DEFAULT_MODEL_LIMIT),
+        metavar="REQUESTS/WINDOW tokens=N",
+        help="the emulated model's requests and tokens per window, with OpenAI's x-ratelimit-* "
+        f"headers, or 'off' ({DEFAULT_MODEL_LIMIT})",
     )
     emulator.add_argument(
         "--faults",
@@ -71,6 +78,7 @@ def serve(args: argparse.Namespace) -> int:
             latency_ms=args.latency_ms,
             jitter_ms=args.jitter_ms,
             vectara_think_ms=args.vectara_think_ms,
+            model_limit=args.model_limit,
             seed=args.seed,
             slow_seconds=args.slow_seconds,
         )

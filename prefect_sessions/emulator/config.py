@@ -160,6 +160,48 @@ def parse_faults(text: str | Mapping[str, float] | None) -> dict[str, float]:
     return rates
 
 
+_MODEL_LIMIT = re.compile(
+    r"^\s*(?P<requests>\d+)\s*/\s*(?P<window>\d+(?:\.\d+)?)?\s*(?P<unit>ms|s|m|h)?"
+    r"(?:\s+tokens\s*=\s*(?P<tokens>\d+))?\s*$"
+)
+_MODEL_HELP = "write REQUESTS/WINDOW tokens=TOKENS, e.g. '500/60s tokens=200000', or 'off'"
+
+
+@dataclass(frozen=True)
+class ModelLimit:
+    """A model endpoint's requests and tokens per window, each a bucket of that size refilled
+    continuously over the window, as OpenAI limits them (:mod:`.model_limits`)."""
+
+    requests: int
+    tokens: int
+    window_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or self.tokens < 1 or not self.window_seconds > 0:
+            raise EmulatorConfigError(f"model limit {self} is not usable: {_MODEL_HELP}")
+
+    @classmethod
+    def parse(cls, text: str | None) -> ModelLimit | None:
+        """``"500/60s tokens=200000"`` (tokens default to 400 per request), or ``"off"``."""
+        if text is None or text.strip().lower() in ("off", "none", ""):
+            return None
+        match = _MODEL_LIMIT.match(text.lower())
+        if match is None:
+            raise EmulatorConfigError(f"cannot read model limit {text!r}: {_MODEL_HELP}")
+        requests = int(match["requests"])
+        window = float(match["window"] or 1) * _UNIT_SECONDS[match["unit"] or "s"]
+        tokens = int(match["tokens"]) if match["tokens"] else 400 * requests
+        return cls(requests, tokens, window)
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.window_seconds:g}s tokens={self.tokens}"
+
+
+#: OpenAI's tier-1 shape for a small model, scaled to a test: 500 requests and 200,000 tokens a
+#: minute.
+DEFAULT_MODEL_LIMIT = ModelLimit(500, 200_000, 60.0)
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """Everything an emulator needs; every field has a default that works with no setup.
@@ -185,6 +227,8 @@ class EmulatorConfig:
             input sent meanwhile gets Vectara's 409. The default, 250 ms, is about the least a
             hosted model takes to start an answer (a real agent's turn takes seconds): enough
             that two inputs sent together meet a running session, short enough for suites.
+        model_limit: the emulated model endpoint's requests and tokens per window, published
+            as OpenAI publishes them; ``None``: unlimited.
     """
 
     api_keys: frozenset[str] | None = None
@@ -199,6 +243,7 @@ class EmulatorConfig:
     sandbox_session_seconds: float = 60.0
     idle_timeout_seconds: float = 300.0
     vectara_think_ms: float = 250.0
+    model_limit: ModelLimit | None = DEFAULT_MODEL_LIMIT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", parse_faults(self.faults))
@@ -227,10 +272,11 @@ class EmulatorConfig:
         limits: Mapping[str, str | None] | None = None,
         faults: str | None = None,
         agent_file: str | Path | None = None,
+        model_limit: str | None = str(DEFAULT_MODEL_LIMIT),
         **rest: object,
     ) -> EmulatorConfig:
         """Build a config from text options as the CLI takes them (``limits``: text per API,
-        e.g. ``{"voiceflow": "20/1s"}``)."""
+        e.g. ``{"voiceflow": "20/1s"}``; ``model_limit``: ``"500/60s tokens=200000"``)."""
         agent = None
         if agent_file is not None:
             from prefect_sessions.emulator.agent import AgentScript
@@ -241,5 +287,6 @@ class EmulatorConfig:
             limits={name: RateLimit.parse(text) for name, text in (limits or {}).items()},
             faults=parse_faults(faults),
             agent=agent,
+            model_limit=ModelLimit.parse(model_limit),
             **rest,  # type: ignore[arg-type]
         )

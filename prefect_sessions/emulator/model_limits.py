@@ -16,49 +16,12 @@ client that paces on its own estimate is corrected only by the ``remaining`` it 
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from prefect_sessions.emulator.config import EmulatorConfigError
-
-_LIMIT = re.compile(
-    r"^\s*(?P<requests>\d+)\s*/\s*(?P<window>\d+(?:\.\d+)?)?\s*(?P<unit>ms|s|m|h)?"
-    r"(?:\s+tokens\s*=\s*(?P<tokens>\d+))?\s*$"
-)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_HELP = "write REQUESTS/WINDOW tokens=TOKENS, e.g. '500/60s tokens=200000', or 'off'"
-
-
-@dataclass(frozen=True)
-class ModelLimit:
-    """Requests and tokens per window, each a bucket of that size refilled over the window."""
-
-    requests: int
-    tokens: int
-    window_seconds: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.requests < 1 or self.tokens < 1 or not self.window_seconds > 0:
-            raise EmulatorConfigError(f"model limit {self} is not usable: {_HELP}")
-
-    @classmethod
-    def parse(cls, text: str | None) -> ModelLimit | None:
-        """``"500/60s tokens=200000"`` (tokens default to 400 per request), or ``"off"``."""
-        if text is None or text.strip().lower() in ("off", "none", ""):
-            return None
-        match = _LIMIT.match(text.lower())
-        if match is None:
-            raise EmulatorConfigError(f"cannot read model limit {text!r}: {_HELP}")
-        requests = int(match["requests"])
-        window = float(match["window"] or 1) * _UNIT_SECONDS[match["unit"] or "s"]
-        tokens = int(match["tokens"]) if match["tokens"] else 400 * requests
-        return cls(requests, tokens, window)
-
-    def __str__(self) -> str:
-        return f"{self.requests}/{self.window_seconds:g}s tokens={self.tokens}"
+from prefect_sessions.emulator.config import ModelLimit
 
 
 def go_duration(seconds: float) -> str:
@@ -146,3 +109,6 @@ class ModelLimiter:
     def reset(self) -> None:
         with self._lock:
             self._buckets.clear()
+
+
+__all__ = ["ModelDecision", "ModelLimit", "ModelLimiter", "go_duration", "prompt_tokens"]

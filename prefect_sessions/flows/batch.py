@@ -56,6 +56,7 @@ async def batch_conversations(
     only_failed: RunKey | None = None,
     output_path: str | None = None,
     budget: Budget | None = None,
+    judge_cache: bool = True,
 ) -> RunSummary:
     """Run every conversation of a suite and report what passed, what failed and why.
 
@@ -94,6 +95,9 @@ async def batch_conversations(
         budget: Caps on what the run spends (requests, LiveAvatar credits and session minutes,
             tokens), over the suite's: when the next conversation could cross one, none
             starts, those in flight finish, and the run ends Failed, resumable.
+        judge_cache: Reuse the judge model's answer to the same question in the same
+            repetition (a resumed run does not pay twice). Off: every judged expectation asks
+            the model again.
     """
     given = locals()  # the parameters, before any other name is bound
     require_block_references("credentials")

@@ -54,6 +54,7 @@ async def batch_conversations_shard(
     ids: list[IdGlob] | None = None,
     only: list[str] | None = None,
     budget: Budget | None = None,
+    judge_cache: bool = True,
 ) -> ShardReport:
     """Run one share of a suite and hand every result back to the batch run that started it.
 
@@ -73,6 +74,7 @@ async def batch_conversations_shard(
         ids: Take only conversations whose id matches one of these globs.
         only: Take only these conversation ids (the batch run's rerun of failures).
         budget: This shard's part of the batch run's budget.
+        judge_cache: Reuse the judge model's answer to the same question (the batch run's).
     """
     given = locals()  # the parameters, before any other name is bound
     require_block_references("credentials")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Output kinds every provider gives (``reply``, ``regex``, ``usage``, ``status``, ``reason``).
-COMMON_OUTPUTS = frozenset({"reply", "regex", "usage", "status", "reason"})
+COMMON_OUTPUTS = frozenset({"reply", "regex", "usage", "status", "reason", "stopped"})
 #: Every turn and expectation kind a suite can hold; a provider takes a subset.
 ALL_TURNS = frozenset(TURN_KINDS)
 ALL_EXPECTATIONS = frozenset(EXPECTATION_KINDS)

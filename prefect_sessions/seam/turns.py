@@ -5,6 +5,9 @@ expectation is a mapping with one kind key::
 
     - text: "I need a refund"
       expect: [{contains: "refund"}, {regex: "order (number|id)"}]
+
+``judge`` and ``similar`` judge meaning, not words (:mod:`prefect_sessions.seam.judged`); they
+are checked by the run's judge, not here.
 """
 
 from __future__ import annotations
@@ -14,13 +17,25 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from prefect_sessions.seam.judged import JudgeSpec, SimilarSpec
+
 TurnKind = Literal["launch", "text", "button", "event", "intent", "no_reply", "set_variables"]
 TURN_KINDS: tuple[str, ...] = get_args(TurnKind)
 
 ExpectationKind = Literal[
-    "contains", "not_contains", "regex", "trace_type", "button", "variable", "latency_ms_below"
+    "contains",
+    "not_contains",
+    "regex",
+    "trace_type",
+    "button",
+    "variable",
+    "latency_ms_below",
+    "judge",
+    "similar",
 ]
 EXPECTATION_KINDS: tuple[str, ...] = get_args(ExpectationKind)
+#: Expectations a model judges (or embeddings compare): they need the run's judge.
+JUDGED_KINDS = frozenset({"judge", "similar"})
 
 
 class Reply(BaseModel):
@@ -104,9 +119,20 @@ class Expectation(BaseModel):
                 raise ValueError("'latency_ms_below' takes a positive number of milliseconds")
         elif kind == "variable":
             object.__setattr__(self, "value", VariableCheck.model_validate(value))
+        elif kind == "judge":
+            object.__setattr__(self, "value", JudgeSpec.model_validate(value))
+        elif kind == "similar":
+            object.__setattr__(self, "value", SimilarSpec.model_validate(value))
         return self
 
+    @property
+    def judged(self) -> bool:
+        """Whether a model (or embeddings) checks it, rather than :meth:`failure`."""
+        return self.kind in JUDGED_KINDS
+
     def describe(self) -> str:
+        if isinstance(self.value, JudgeSpec | SimilarSpec):
+            return self.value.describe()
         if isinstance(self.value, VariableCheck):
             check = self.value
             test = f"= {check.equals!r}" if check.regex is None else f"~ /{check.regex}/"
@@ -114,7 +140,8 @@ class Expectation(BaseModel):
         return f"{self.kind} {self.value!r}"
 
     def failure(self, reply: Reply, variables: dict[str, Any] | None) -> str | None:
-        """Why ``reply`` fails this expectation, or ``None`` when it holds."""
+        """Why ``reply`` fails this expectation, or ``None`` when it holds (or when it is
+        :attr:`judged`: the run's judge checks those)."""
         kind, value = self.kind, self.value
         text = reply.text
         if kind == "contains" and value.casefold() not in text.casefold():
@@ -222,6 +249,11 @@ class Turn(BaseModel):
     def needs_variables(self) -> bool:
         """Whether checking this turn needs the session's variables read back."""
         return any(e.kind in Expectation.needs_variables for e in self.expect)
+
+    @property
+    def judged(self) -> tuple[Expectation, ...]:
+        """Its expectations the run's judge checks."""
+        return tuple(e for e in self.expect if e.judged)
 
     def describe(self) -> str:
         if self.kind in ("launch", "no_reply"):

@@ -43,6 +43,7 @@ from tests.contract.test_emulator_against_vendor_openapi import (
     _prepare_liveavatar,
     _prepare_vectara,
 )
+from tests.contract.test_model_endpoint import OPENAI_DOCUMENT, at_model_prefix
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.generation import GenerationMode  # noqa: E402
@@ -58,7 +59,14 @@ CLI_EXAMPLES = 10
 #: The mutated requests, on live sessions (the command line's IDs are random, so mostly 404).
 MUTATED_EXAMPLES = 15
 #: How each vendor's API key is sent.
-KEY_HEADERS = {"voiceflow": "authorization", "vectara": "x-api-key", "liveavatar": "X-API-KEY"}
+KEY_HEADERS = {
+    "voiceflow": "authorization",
+    "vectara": "x-api-key",
+    "liveavatar": "X-API-KEY",
+    "openai": "authorization",
+}
+#: How the key's value is written (OpenAI's is a Bearer token).
+KEY_PREFIXES = {"openai": "Bearer "}
 
 DOCUMENTS = [
     ("voiceflow", SPECS / "voiceflow-general-runtime.openapi.json"),
@@ -67,6 +75,7 @@ DOCUMENTS = [
     ("vectara", KEPT / "vectara-agents-2026-07.openapi.yaml"),
     ("vectara", KEPT / "vectara-agents-not-emulated-2026-07.openapi.yaml"),
     ("liveavatar", SPECS / "liveavatar.openapi.json"),
+    ("openai", KEPT / OPENAI_DOCUMENT),
 ]
 
 
@@ -129,6 +138,8 @@ def _document(path: Path) -> dict[str, Any]:
     text = path.read_text()
     document: dict[str, Any] = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
     _discriminated_one_of_as_any_of(document)  # so schemathesis can generate the variants
+    if path.name == OPENAI_DOCUMENT:
+        document = at_model_prefix(document)
     return document
 
 
@@ -160,7 +171,7 @@ def test_schemathesis_finds_no_server_error(
             "--url",
             quick_emulator.url,
             "-H",
-            f"{KEY_HEADERS[provider]}: {API_KEY}",
+            f"{KEY_HEADERS[provider]}: {KEY_PREFIXES.get(provider, '')}{API_KEY}",
             "--checks",
             "not_a_server_error",
             "--max-examples",
@@ -195,7 +206,9 @@ def _operations() -> Iterator[Any]:
 def quick_emulator() -> Iterator[EmulatorHandle]:
     # No limits (a 429 says nothing here) and no thinking time (only the answers matter).
     config = EmulatorConfig(
-        limits={"voiceflow": None, "liveavatar": None, "vectara": None}, vectara_think_ms=0
+        limits={"voiceflow": None, "liveavatar": None, "vectara": None},
+        vectara_think_ms=0,
+        model_limit=None,
     )
     with run_emulator(config) as emulator:
         yield emulator
@@ -230,6 +243,8 @@ def test_no_request_gets_a_server_error(
                         headers = _prepare_vectara(case, http)
                     elif provider == "liveavatar":
                         headers = _prepare_liveavatar(case, http)
+                    elif provider == "openai":
+                        headers = {"authorization": f"Bearer {API_KEY}"}
                     else:
                         headers = {"authorization": API_KEY}
                     if mode == "mutated":

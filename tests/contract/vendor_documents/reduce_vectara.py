@@ -58,11 +58,10 @@ def _refs(node: Any) -> Iterator[str]:
             yield from _refs(value)
 
 
-def reduce(source: dict[str, Any], paths: list[str] = AGENT_PATHS) -> dict[str, Any]:
-    out = {key: source[key] for key in ("openapi", "info", "servers", "security") if key in source}
-    out["paths"] = {path: source["paths"][path] for path in paths}
+def reached(source: dict[str, Any], node: Any) -> dict[str, dict[str, Any]]:
+    """Every component of ``source`` that ``node`` reaches, transitively, by kind."""
     components: dict[str, dict[str, Any]] = {}
-    todo = list(_refs(out["paths"]))
+    todo = list(_refs(node))
     while todo:
         _, _, kind, name = todo.pop().split("/", 3)
         if name in components.get(kind, {}):
@@ -70,6 +69,13 @@ def reduce(source: dict[str, Any], paths: list[str] = AGENT_PATHS) -> dict[str, 
         found = source["components"][kind][name]
         components.setdefault(kind, {})[name] = found
         todo.extend(_refs(found))
+    return components
+
+
+def reduce(source: dict[str, Any], paths: list[str] = AGENT_PATHS) -> dict[str, Any]:
+    out = {key: source[key] for key in ("openapi", "info", "servers", "security") if key in source}
+    out["paths"] = {path: source["paths"][path] for path in paths}
+    components = reached(source, out["paths"])
     schemes = {name for requirement in out.get("security", []) for name in requirement}
     for item in out["paths"].values():
         for operation in item.values():

@@ -41,3 +41,41 @@ def test_figures_both_runs_have_are_compared_with_their_change():
     assert figures["turn_p95_ms"].relative == 0.5
     assert figures["turn_p95_ms"].describe() == "100 -> 150 (+50%)"
     assert figures["requests"].change == 0
+
+
+def test_a_judged_score_that_fell_past_its_threshold_is_newly_failing_and_shown_as_a_change():
+    from prefect_sessions.batch.report import comparison_markdown
+    from prefect_sessions.batch.verdicts import verdicts
+    from prefect_sessions.conversation.results import ConversationResult, TurnRecord
+    from prefect_sessions.seam.judged import Judgement
+
+    def run(score: float, status: str) -> ConversationResult:
+        judged = Judgement(kind="judge", describe="judge 'r'", threshold=0.7, score=score)
+        turn = TurnRecord(
+            turn="text 'hi'", judgements=[judged.model_copy(update={"passed": score >= 0.7})]
+        )
+        return ConversationResult(id="balance", status=status, turns=[turn])
+
+    steady = ConversationResult(id="greet", status="passed")
+    before = RunRecord(
+        run_key="k1",
+        statuses={"balance": "passed", "greet": "passed"},
+        scores={
+            v.id: v.judge_score for v in verdicts([run(0.9, "passed"), steady]) if v.judge_score
+        },
+    )
+    judged_now = verdicts([run(0.4, "failed"), steady])
+    now = RunRecord(
+        run_key="k2",
+        statuses={v.id: v.status for v in judged_now},
+        scores={v.id: v.judge_score for v in judged_now if v.judge_score is not None},
+    )
+    comparison = compare(before, now)
+    assert comparison.newly_failing == ["balance"]
+    assert list(comparison.score_changes) == ["balance"]
+    assert comparison.score_changes["balance"].change == -0.5
+    assert "| `balance` | 0.90 | 0.40 | -0.50 |" in comparison_markdown(comparison)
+    # A move under SCORE_CHANGE is not a change worth a line.
+    assert (
+        compare(before, before.model_copy(update={"scores": {"balance": 0.88}})).score_changes == {}
+    )

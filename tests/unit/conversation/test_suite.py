@@ -13,7 +13,12 @@ from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.seam.turns import Expectation, Reply, Turn
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-ENV = {"VOICEFLOW_API_KEY": "k", "VECTARA_API_KEY": "k", "LIVEAVATAR_API_KEY": "k"}
+ENV = {
+    "VOICEFLOW_API_KEY": "k",
+    "VECTARA_API_KEY": "k",
+    "LIVEAVATAR_API_KEY": "k",
+    "EMULATOR_MODEL_KEY": "k",
+}
 
 HEAD = """\
 name: t
@@ -119,7 +124,7 @@ def test_a_missing_key_variable_is_named_with_the_fix(tmp_path):
             "conversations: [{id: a, turns: [{text: hi, expect: [{variable: {name: x}}]}]}]",
             "exactly one of 'equals' or 'regex'",
         ),
-        ("conversations: [{id: a, turns: []}]", "at least 1 item"),
+        ("conversations: [{id: a, turns: []}]", "give 'turns' (at least one), or 'simulate'"),
         (
             "concurrency: 0\nconversations: [{id: a, turns: [launch: {}]}]",
             "greater than or equal to 1",

@@ -3,7 +3,9 @@
 ``parameter_schemas.json`` was written from the flows before their options became one model
 (:class:`prefect_sessions.run_options.RunOptions`): the forms must show the same typed fields, with
 the same bounds, defaults and descriptions, whatever the code behind them. Regenerate it only for
-a change to the form that is meant.
+a change to the form that is meant (issue 27 meant three: the batch and shard flows'
+``judge_cache``, and the triggered flow's ``judge``/``similar`` expectation kinds and ``stopped``
+output kind).
 """
 
 from __future__ import annotations
