@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python -m benchmarks.overhead --json build/bench/overhead.json
 	$(BIN)/python -m benchmarks.growth --json build/bench/growth.json
 	$(BIN)/python -m benchmarks.workers --json build/bench/workers.json
+	$(BIN)/python -m benchmarks.judge_limit --json build/bench/judge_limit.json
 
 # No request gets a 5xx from the emulator (tests/contract/test_no_server_errors.py): schemathesis'
 # command line over every vendor document with three seeds, and mutated requests on live

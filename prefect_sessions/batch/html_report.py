@@ -219,25 +219,34 @@ def _verdicts(summary: RunSummary, verdicts: Sequence[Verdict]) -> list[str]:
     if summary.flaky:
         parts.append(f"<h2>Flaky</h2><p id='flaky'>{escape(', '.join(summary.flaky))}</p>")
     parts.append("<h2>Conversations</h2>")
-    parts.append(
-        _table(
-            ("id", "status", "runs", "attempts", "turns", "duration ms", "turn p95 ms", "tags"),
-            (
-                (
-                    v.id,
-                    v.status,
-                    f"{v.passes}/{v.runs}",
-                    v.attempts,
-                    v.turns,
-                    v.duration_ms,
-                    v.turn_p95_ms,
-                    ", ".join(v.tags),
-                )
-                for v in verdicts
-            ),
-            css="conversations",
-        )
+    columns: tuple[str, ...] = (
+        "id",
+        "status",
+        "runs",
+        "attempts",
+        "turns",
+        "duration ms",
+        "turn p95 ms",
+        "tags",
     )
+    rows: list[tuple[object, ...]] = [
+        (
+            v.id,
+            v.status,
+            f"{v.passes}/{v.runs}",
+            v.attempts,
+            v.turns,
+            v.duration_ms,
+            v.turn_p95_ms,
+            ", ".join(v.tags),
+        )
+        for v in verdicts
+    ]
+    if any(v.judge_score is not None for v in verdicts):  # a judged suite: its lowest scores
+        columns += ("lowest judged score",)
+        scores = ("" if v.judge_score is None else f"{v.judge_score:.2f}" for v in verdicts)
+        rows = [(*row, score) for row, score in zip(rows, scores, strict=True)]
+    parts.append(_table(columns, rows, css="conversations"))
     return parts
 
 

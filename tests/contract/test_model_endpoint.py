@@ -152,8 +152,40 @@ def test_a_limited_model_answers_429_with_openais_headers() -> None:
         assert "Rate limit reached for gpt-4o-mini on requests per min" in refused.value.message
 
 
+def nullable_as_openapi_31(schema: Any) -> Any:
+    """OpenAI's document says ``openapi: 3.1.0`` but marks its null fields with 3.0's
+    ``nullable: true``, which 3.1 (JSON Schema) ignores; OpenAI answers ``"logprobs": null``, and
+    its SDK reads that. The keyword is read here as the document means it: the type or null."""
+    if isinstance(schema, list):
+        return [nullable_as_openapi_31(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    read = {key: nullable_as_openapi_31(value) for key, value in schema.items()}
+    if read.pop("nullable", False) is not True:
+        return read
+    if "enum" in read and None not in read["enum"]:
+        read["enum"] = [*read["enum"], None]
+    if isinstance(read.get("type"), str):
+        return {**read, "type": [read["type"], "null"]}
+    return {"anyOf": [read, {"type": "null"}]}
+
+
+def test_nullable_is_read_as_the_type_or_null() -> None:
+    read = nullable_as_openapi_31(
+        {
+            "properties": {
+                "a": {"type": "object", "nullable": True},
+                "b": {"$ref": "#/x", "nullable": True},
+            }
+        }
+    )
+    assert read["properties"]["a"] == {"type": ["object", "null"]}
+    assert read["properties"]["b"] == {"anyOf": [{"$ref": "#/x"}, {"type": "null"}]}
+
+
 def _document() -> dict[str, Any]:
-    return at_model_prefix(json.loads((KEPT / OPENAI_DOCUMENT).read_text(encoding="utf-8")))
+    document = json.loads((KEPT / OPENAI_DOCUMENT).read_text(encoding="utf-8"))
+    return at_model_prefix(nullable_as_openapi_31(document))
 
 
 def _stream_chunks_conform(response: Any) -> None:
@@ -170,6 +202,25 @@ def _stream_chunks_conform(response: Any) -> None:
     assert events[-1] == "[DONE]"
     for data in events[:-1]:
         validator.validate(json.loads(data))
+
+
+def test_a_streamed_answer_conforms_chunk_by_chunk(model_emulator: EmulatorHandle) -> None:
+    """Generated cases stream only now and then; this one always does, with and without usage."""
+    for options in ({}, {"stream_options": {"include_usage": True}}):
+        response = requests.post(
+            f"{model_emulator.url}{PREFIX}/chat/completions",
+            headers={"authorization": f"Bearer {KEY}"},
+            json={
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "hello"}],
+                "stream": True,
+                **options,
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        _stream_chunks_conform(response)
 
 
 def _operations() -> Iterator[Any]:

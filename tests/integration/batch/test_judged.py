@@ -104,8 +104,19 @@ def test_judged_expectations_similarity_and_a_simulated_user_reach_verdicts_with
     emulator: EmulatorHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     suite = _suite(tmp_path, emulator, JUDGED)
-    report = tmp_path / "report.json"
-    code = _run(suite, tmp_path, "--run-key", "j1", "--report", str(report), "--progress", "lines")
+    report, html = tmp_path / "report.json", tmp_path / "report.html"
+    code = _run(
+        suite,
+        tmp_path,
+        "--run-key",
+        "j1",
+        "--report",
+        str(report),
+        "--progress",
+        "lines",
+        "--html",
+        str(html),
+    )
     said = capsys.readouterr()
     assert code == 1, said.err  # wrong-promise fails
     # The terminal shows each judged expectation's score, threshold and reason.
@@ -159,6 +170,10 @@ def test_judged_expectations_similarity_and_a_simulated_user_reach_verdicts_with
     (results_file,) = (tmp_path / "runs").rglob("j1.jsonl")
     for text in (results_file.read_text(), report.read_text(), said.out, said.err):
         assert "sk-judged-model-key" not in text  # the model's key is nowhere
+    page = html.read_text(encoding="utf-8")
+    assert "<th>lowest judged score</th>" in page
+    assert "score 0.00 against 0.5" in page  # the failure's transcript, with its reason
+    assert "simulated user stopped: goal met after 2 user turns" not in page  # it passed
     written = json.loads(report.read_text(encoding="utf-8"))
     assert written["summary"]["usage"]["judge_requests"] == 8
     assert "judge_tokens" in written["summary"]["usage"]
