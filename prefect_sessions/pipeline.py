@@ -46,11 +46,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prefect_sessions.batch.chunks import WHOLE_SUITE, new_run_key, results_file, slug
-from prefect_sessions.batch.output_files import latest_results
 from prefect_sessions.batch.report import RunSummary
 from prefect_sessions.batch.run import run_batch
 from prefect_sessions.conversation.budget import Budget
 from prefect_sessions.conversation.outputs import RESERVED_COLUMNS, Output
+from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.errors import ConfigurationError
 from prefect_sessions.llm.connection import ModelConnection
 from prefect_sessions.providers import provider_of
@@ -382,7 +382,7 @@ def _read_rows(results: Path) -> list[OutputRow]:
             outputs=result.outputs,
             output_notes=result.output_row()["output_notes"],
         )
-        for result in latest_results(results)
+        for result in ResultStore(results).in_order()
     ]
 
 

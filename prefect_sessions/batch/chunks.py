@@ -250,6 +250,11 @@ def _chunks(conversations: Iterator[Conversation], size: int) -> Iterator[list[C
         yield chunk
 
 
+#: A resumed run holds up to this many of the conversations it has left from its counting pass,
+#: so that it need not expand the suite a second time (a resume usually has few left).
+HELD_FROM_COUNTING = 2_000
+
+
 @dataclass
 class _Plan:
     """What a share of a suite has left to run, after what an earlier attempt finished."""
@@ -270,8 +275,16 @@ class _Plan:
         total = share.size(loaded.run_count)
         if not finished:
             return cls(total=total, resumed=0, to_run=mine())
-        # Only a resumed run needs the extra pass that counts what is already done.
-        resumed = sum(1 for c in mine() if finished.get(c.key) == c.fingerprint)
+        # Only a resumed run needs the pass that counts what is already done; what is left is
+        # kept from it when it is small, else taken from a second pass.
+        resumed, left = 0, list[Conversation]()
+        for conversation in mine():
+            if finished.get(conversation.key) == conversation.fingerprint:
+                resumed += 1
+            elif len(left) <= HELD_FROM_COUNTING:
+                left.append(conversation)
+        if len(left) <= HELD_FROM_COUNTING:
+            return cls(total=total, resumed=resumed, to_run=iter(left))
         to_run = (c for c in mine() if finished.get(c.key) != c.fingerprint)
         return cls(total=total, resumed=resumed, to_run=to_run)
 

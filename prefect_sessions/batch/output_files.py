@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect_sessions.conversation.results import ConversationResult, run_key_of
+from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.errors import ConfigurationError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -77,38 +77,9 @@ def check_output_path(path: str | Path) -> None:
         )
 
 
-def _latest(results: Path) -> list[tuple[int, int]]:
-    """``(position, byte offset)`` of the latest line of each conversation run, in order."""
-    index: dict[str, tuple[int, int]] = {}
-    with results.open("rb") as handle:
-        offset = handle.tell()
-        for line in iter(handle.readline, b""):
-            try:
-                seen = json.loads(line)
-                key = run_key_of(seen["id"], seen.get("repetition", 1), seen.get("repeats", 1))
-                index[key] = (int(seen.get("position", 0)), offset)
-            except (ValueError, KeyError, TypeError):
-                pass  # a line a killed process cut: nothing to keep
-            offset = handle.tell()
-    return sorted(index.values())
-
-
-def latest_results(results: str | Path) -> Iterator[ConversationResult]:
-    """The latest result of each conversation run of a results file, in the run's order, read
-    one at a time (only an index of the file is kept in memory)."""
-    path = Path(results)
-    if not path.exists():
-        return
-    places = _latest(path)
-    with path.open("rb") as handle:
-        for _, offset in places:
-            handle.seek(offset)
-            yield ConversationResult.model_validate_json(handle.readline())
-
-
 def output_rows(results: str | Path) -> Iterator[dict[str, Any]]:
     """The output rows of a results file, in the run's order, read one at a time."""
-    for result in latest_results(results):
+    for result in ResultStore(results).in_order():
         yield result.output_row()
 
 
@@ -248,7 +219,6 @@ __all__ = [
     "FORMATS",
     "Written",
     "check_output_path",
-    "latest_results",
     "output_format",
     "output_rows",
     "write_output_dataset",

@@ -120,7 +120,7 @@ def json_report(
         "summary": summary.model_dump(mode="json"),
         "comparison": comparison.model_dump(mode="json") if comparison else None,
         "latency": summary.latency.model_dump(mode="json"),
-        "verdicts": [verdict.model_dump(mode="json") for verdict in verdicts],
+        "verdicts": [verdict.as_json() for verdict in verdicts],
         "conversations": [result.model_dump(mode="json") for result in results],
     }
 
@@ -135,24 +135,34 @@ def write_json_report(
     Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
 
 
+def conversation_row(verdict: Verdict) -> dict[str, Any]:
+    """A conversation's row of the per-conversation table: what a person scans, and what a later
+    run compares with."""
+    return {
+        "id": verdict.id,
+        "status": verdict.status,
+        "runs": f"{verdict.passes}/{verdict.runs} passed" if verdict.runs > 1 else "1",
+        "attempts": verdict.attempts,
+        "turns": verdict.turns,
+        "duration_ms": verdict.duration_ms,
+        "turn_p95_ms": verdict.turn_p95_ms,
+        "requests": verdict.requests,
+        "tags": ", ".join(verdict.tags),
+        "first_failure": _cut(verdict.reason or "", 300),
+        **({} if verdict.judge_score is None else {"judge_score": verdict.judge_score}),
+    }
+
+
 def conversation_rows(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
-    """The per-conversation table: what a person scans, and what a later run compares with."""
-    return [
-        {
-            "id": verdict.id,
-            "status": verdict.status,
-            "runs": f"{verdict.passes}/{verdict.runs} passed" if verdict.runs > 1 else "1",
-            "attempts": verdict.attempts,
-            "turns": verdict.turns,
-            "duration_ms": verdict.duration_ms,
-            "turn_p95_ms": verdict.turn_p95_ms,
-            "requests": verdict.requests,
-            "tags": ", ".join(verdict.tags),
-            "first_failure": _cut(verdict.reason or "", 300),
-            **({} if verdict.judge_score is None else {"judge_score": verdict.judge_score}),
-        }
-        for verdict in verdicts
-    ]
+    """The per-conversation table."""
+    return [conversation_row(verdict) for verdict in verdicts]
+
+
+def conversation_table_json(verdicts: Iterable[Verdict]) -> str:
+    """The per-conversation table as the JSON text of a table artifact, made a row at a time:
+    the rows of a 100,000-conversation run, held as objects (and copied twice by Prefect's
+    ``TableArtifact``), would take about ten times the memory."""
+    return "[" + ",".join(json.dumps(conversation_row(verdict)) for verdict in verdicts) + "]"
 
 
 def causes(verdicts: Iterable[Verdict]) -> list[tuple[str, int, list[str]]]:

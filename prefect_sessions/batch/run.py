@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.artifacts import Artifact, acreate_markdown_artifact, acreate_table_artifact
 from prefect.states import Failed
 
 from prefect_sessions.batch.chunks import (
@@ -40,12 +39,12 @@ from prefect_sessions.batch.output_files import check_output_path, write_output_
 from prefect_sessions.batch.report import (
     RunSummary,
     comparison_markdown,
-    conversation_rows,
+    conversation_table_json,
     markdown_report,
 )
 from prefect_sessions.batch.shards import run_sharded
-from prefect_sessions.batch.verdicts import Verdict, latency_figures, summed_usage, verdicts
-from prefect_sessions.conversation.results import ConversationResult, ResultStore
+from prefect_sessions.batch.verdicts import Digest, LatencyFigures, Verdict, digest, summed_usage
+from prefect_sessions.conversation.results import ResultStore
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError, RunStoppedError
@@ -146,13 +145,14 @@ async def _finish(
 ) -> RunSummary:
     """After the last conversation: the summary, the output dataset, the comparison with the
     baseline and the artifacts; Failed when the verdict fails the run."""
-    latest = list(outcome.store.latest_for_summary().values())
-    judged = verdicts(latest)
+    # One pass over the results file; passed transcripts are not held (100,000 of them would be).
+    digested = await asyncio.to_thread(lambda: digest(outcome.store.in_order()))
+    judged = digested.verdicts
     summary = summarize(
         loaded,
         run_key=options.key,
         judged=judged,
-        latest=latest,
+        latency=digested.latency,
         outcome=outcome,
         duration_s=time.perf_counter() - started,
         results_path=results_path,
@@ -171,7 +171,7 @@ async def _finish(
         )
         logger.info("Compared %s", summary.comparison.line())
     if in_a_run():
-        await _publish(summary, latest, judged, slug(loaded.suite.name))
+        await _publish(summary, digested, slug(loaded.suite.name))
     logger.info(summary.line())
     if summary.failing:
         return cast(RunSummary, Failed(message=_verdict_line(summary), data=summary))
@@ -213,7 +213,7 @@ def summarize(
     *,
     run_key: str,
     judged: list[Verdict],
-    latest: list[ConversationResult],
+    latency: LatencyFigures,
     outcome: ShareOutcome,
     duration_s: float,
     results_path: Path,
@@ -239,7 +239,7 @@ def summarize(
         duration_s=round(duration_s, 3),
         results_path=str(results_path),
         shards=shards,
-        latency=latency_figures(latest),
+        latency=latency,
         usage=summed_usage(verdict.usage for verdict in judged),
         selection=loaded.selection.describe(),
         fail_on=fail_on,
@@ -262,24 +262,19 @@ def ended_with(exc: PrefectSessionsError, message: str | None = None) -> Any:
     return Failed(message=message or str(exc), data=exc)
 
 
-def failing_results(
-    latest: list[ConversationResult], judged: list[Verdict]
-) -> Iterator[ConversationResult]:
-    """For each conversation that did not pass, the first of its runs that did not pass (the
-    transcript a person reads)."""
-    bad = {verdict.id for verdict in judged if verdict.status != "passed"}
-    for result in latest:
-        if result.id in bad and result.status != "passed":
-            bad.discard(result.id)
-            yield result
+class _TableText(Artifact):
+    """A table artifact whose rows are already JSON text. Prefect's ``TableArtifact`` validates,
+    sanitizes and dumps its rows, three copies of them: for 100,000 conversations, hundreds of
+    megabytes more than the text itself."""
+
+    rows_json: str
+    type: str | None = "table"
+
+    async def aformat(self) -> str:
+        return self.rows_json
 
 
-async def _publish(
-    summary: RunSummary,
-    latest: list[ConversationResult],
-    judged: list[Verdict],
-    key: str,
-) -> None:
+async def _publish(summary: RunSummary, digested: Digest, key: str) -> None:
     """The summary's figures, a row per conversation, the comparison and the markdown report of
     failures, as Prefect artifacts (later runs read the first two: :mod:`.history`)."""
     description = f"{summary.suite}: run {summary.run_key}"
@@ -291,11 +286,11 @@ async def _publish(
         key=summary_key(summary.suite),
         description=description,
     )
-    await acreate_table_artifact(
-        table=conversation_rows(judged),
+    await _TableText(
+        rows_json=conversation_table_json(digested.verdicts),
         key=conversations_key(summary.suite),
         description=f"{description}: each conversation's verdict",
-    )
+    ).acreate()
     if summary.comparison is not None:
         await acreate_markdown_artifact(
             markdown=comparison_markdown(summary.comparison),
@@ -314,7 +309,7 @@ async def _publish(
             description=f"{description}: where the output dataset is",
         )
     await acreate_markdown_artifact(
-        markdown=markdown_report(summary, failing_results(latest, judged), judged),
+        markdown=markdown_report(summary, digested.failing, digested.verdicts),
         key=f"{key}-report",
         description=f"{summary.suite}: failures by cause, with their transcripts",
     )

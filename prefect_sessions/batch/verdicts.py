@@ -9,10 +9,14 @@ failures is *flaky*, whatever its verdict.
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from statistics import median
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from prefect_sessions.conversation.results import ConversationResult, Status
 
@@ -26,33 +30,47 @@ def percentile(values: Sequence[float], share: float) -> float:
     return round(ordered[rank - 1], 1)
 
 
-class Verdict(BaseModel):
-    """One conversation's verdict over its runs, with what a person triages by."""
+@dataclass(slots=True)
+class Verdict:
+    """One conversation's verdict over its runs, with what a person triages by.
+
+    A plain slotted class, not a model: a run of 100,000 conversations holds one of each until its
+    summary and reports are made (a model held about four times the memory).
+    """
 
     id: str
     status: Status
     runs: int = 1
     passes: int = 0
-    pass_rate: float = Field(default=1.0, description="The share of runs that had to pass.")
-    flaky: bool = Field(default=False, description="Some runs passed and some did not.")
-    tags: list[str] = Field(default_factory=list)
-    attempts: int = Field(default=1, description="Attempts over all runs (restarts included).")
-    turns: int = Field(default=0, description="Turns taken in its last run.")
-    duration_ms: float = Field(default=0.0, description="Median duration of its runs.")
+    #: The share of runs that had to pass.
+    pass_rate: float = 1.0
+    #: Some runs passed and some did not.
+    flaky: bool = False
+    tags: tuple[str, ...] = ()
+    #: Attempts over all runs (restarts included).
+    attempts: int = 1
+    #: Turns taken in its last run.
+    turns: int = 0
+    #: Median duration of its runs.
+    duration_ms: float = 0.0
     turn_p95_ms: float = 0.0
     requests: int = 0
     rate_limited: int = 0
-    reason: str | None = Field(default=None, description="The first failure, for a non-pass.")
-    cause: str | None = Field(default=None, description="What kind of failure, for grouping.")
-    usage: dict[str, float] = Field(default_factory=dict)
-    judge_score: float | None = Field(
-        default=None,
-        description="The lowest score its judged expectations got over its runs (None: none).",
-    )
+    #: The first failure, for a non-pass.
+    reason: str | None = None
+    #: What kind of failure, for grouping.
+    cause: str | None = None
+    usage: dict[str, float] = field(default_factory=dict)
+    #: The lowest score its judged expectations got over its runs (None: none).
+    judge_score: float | None = None
 
     @property
     def observed_pass_rate(self) -> float:
         return self.passes / self.runs if self.runs else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        """Its fields, as the JSON report writes them."""
+        return {**asdict(self), "tags": list(self.tags)}
 
 
 def cause_of(result: ConversationResult) -> str | None:
@@ -88,7 +106,7 @@ def _verdict(runs: list[ConversationResult]) -> Verdict:
         passes=passes,
         pass_rate=threshold,
         flaky=0 < passes < len(runs),
-        tags=last.tags,
+        tags=tuple(sys.intern(tag) for tag in last.tags),  # a few tags, shared by many
         attempts=sum(run.attempts for run in runs),
         turns=len(last.turns),
         duration_ms=round(median(run.duration_ms for run in runs), 1),
@@ -122,18 +140,6 @@ def summed_usage(amounts: Iterable[dict[str, float]]) -> dict[str, float]:
     return total
 
 
-def verdicts(results: Iterable[ConversationResult]) -> list[Verdict]:
-    """One verdict per conversation, in the order conversations first appear in ``results``
-    (the latest result of each run counts: a resumed run may have retried one)."""
-    latest: dict[str, ConversationResult] = {}
-    for result in results:
-        latest[result.key] = result
-    grouped: dict[str, list[ConversationResult]] = {}
-    for result in latest.values():
-        grouped.setdefault(result.id, []).append(result)
-    return [_verdict(sorted(runs, key=lambda run: run.repetition)) for runs in grouped.values()]
-
-
 class LatencyFigures(BaseModel):
     """How long turns and whole conversations took, over every run."""
 
@@ -142,6 +148,15 @@ class LatencyFigures(BaseModel):
     conversation_p50_ms: float = 0.0
     conversation_p95_ms: float = 0.0
 
+    @classmethod
+    def of(cls, turns: Sequence[float], conversations: Sequence[float]) -> LatencyFigures:
+        return cls(
+            turn_p50_ms=percentile(turns, 0.5),
+            turn_p95_ms=percentile(turns, 0.95),
+            conversation_p50_ms=percentile(conversations, 0.5),
+            conversation_p95_ms=percentile(conversations, 0.95),
+        )
+
 
 def latency_figures(results: Iterable[ConversationResult]) -> LatencyFigures:
     turns: list[float] = []
@@ -149,9 +164,59 @@ def latency_figures(results: Iterable[ConversationResult]) -> LatencyFigures:
     for result in results:
         conversations.append(result.duration_ms)
         turns.extend(turn.latency_ms for turn in result.turns if turn.latency_ms > 0)
-    return LatencyFigures(
-        turn_p50_ms=percentile(turns, 0.5),
-        turn_p95_ms=percentile(turns, 0.95),
-        conversation_p50_ms=percentile(conversations, 0.5),
-        conversation_p95_ms=percentile(conversations, 0.95),
+    return LatencyFigures.of(turns, conversations)
+
+
+def verdicts(results: Iterable[ConversationResult]) -> list[Verdict]:
+    """One verdict per conversation, in the order conversations first appear in ``results``
+    (the latest result of each run counts: a resumed run may have retried one)."""
+    latest: dict[str, ConversationResult] = {}
+    for result in results:
+        latest[result.key] = result
+    return digest(latest.values()).verdicts
+
+
+@dataclass
+class Digest:
+    """What a run's summary and reports read from its results: a verdict per conversation, the
+    latency figures, and for each conversation that did not pass, the first of its runs that did
+    not pass (the transcript a person reads). Passed transcripts are not kept."""
+
+    verdicts: list[Verdict]
+    latency: LatencyFigures
+    failing: list[ConversationResult]
+
+
+def digest(latest: Iterable[ConversationResult]) -> Digest:
+    """The :class:`Digest` of ``latest`` (each conversation run once: its latest result), read in
+    one pass: only a repeated conversation's runs are held, until its last one is read, so a run
+    of 100,000 conversations is never in memory at once."""
+    judged: list[Verdict | None] = []
+    failing: list[ConversationResult] = []
+    waiting: dict[str, tuple[int, list[ConversationResult]]] = {}  # a repeated one's runs
+    turns, conversations = array("d"), array("d")
+
+    def judge(slot: int, runs: list[ConversationResult]) -> None:
+        runs.sort(key=lambda run: run.repetition)
+        judged[slot] = verdict = _verdict(runs)
+        if verdict.status != "passed":
+            failing.append(next(run for run in runs if run.status != "passed"))
+
+    for result in latest:
+        conversations.append(result.duration_ms)
+        turns.extend(turn.latency_ms for turn in result.turns if turn.latency_ms > 0)
+        slot, runs = waiting.pop(result.id, (len(judged), []))
+        if slot == len(judged):
+            judged.append(None)
+        runs.append(result)
+        if len(runs) < result.repeats:
+            waiting[result.id] = (slot, runs)
+        else:
+            judge(slot, runs)
+    for slot, runs in waiting.values():  # a stopped run's repeated ones, part done
+        judge(slot, runs)
+    return Digest(
+        verdicts=[verdict for verdict in judged if verdict is not None],
+        latency=LatencyFigures.of(turns, conversations),
+        failing=failing,
     )

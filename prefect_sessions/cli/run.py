@@ -270,11 +270,14 @@ def _report(api: PrefectApi, args: argparse.Namespace, summary: RunSummary, stat
     from prefect_sessions.batch.history import recent_runs
     from prefect_sessions.batch.html_report import write_html_report
     from prefect_sessions.batch.report import write_json_report, write_junit
-    from prefect_sessions.batch.verdicts import verdicts
+    from prefect_sessions.batch.verdicts import digest
     from prefect_sessions.conversation.results import ResultStore
 
-    results = list(ResultStore(summary.results_path).latest().values())
-    judged = verdicts(results)
+    store = ResultStore(summary.results_path)
+    digested = digest(store.in_order())  # what the lines below read, without passed transcripts
+    judged = digested.verdicts
+    # The report files hold every transcript: read only when one is asked for.
+    results = list(store.in_order()) if args.report or args.junit or args.html else []
     if args.report:
         write_json_report(args.report, summary, results, judged)
     if args.junit:
@@ -301,9 +304,8 @@ def _report(api: PrefectApi, args: argparse.Namespace, summary: RunSummary, stat
         print(f"HTML report: {path.resolve()}")
     if not summary.failing:
         return EXIT_PASSED
-    errored = [r for r in results if r.status == "errored"]
-    nothing_ran = errored and summary.passed == 0 and summary.failed == 0
-    if nothing_ran and all(r.error_type in _CREDENTIAL_ERRORS for r in errored):
+    nothing_ran = summary.passed == 0 and summary.failed == 0 and summary.errored > 0
+    if nothing_ran and all(r.error_type in _CREDENTIAL_ERRORS for r in digested.failing):
         _say("the provider refused the credentials")
         return EXIT_INVALID
     return EXIT_FAILED

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,17 @@ from prefect_sessions.conversation.suite import (
 from prefect_sessions.seam.judged import SimulateSpec
 from prefect_sessions.seam.turns import Expectation, Turn
 
-_jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+class _Templates(SandboxedEnvironment):
+    """Jinja's sandbox, with each template's globals a plain dict: every render copies them, and
+    copying Jinja's default (a ``ChainMap`` over the environment's globals) was a third of the
+    time to expand a 100,000-row dataset. The globals never change once made."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
+_jinja = _Templates(undefined=StrictUndefined, autoescape=False)
 
 #: The longest conversation id, after templating (the same limit as an id written in a suite).
 MAX_ID_LENGTH = 200
@@ -90,10 +100,33 @@ def _template(text: str) -> Template:
     return _jinja.from_string(text)
 
 
+#: ``{{ row.name }}``: the one expression most templates hold.
+_ROW_FIELD = re.compile(r"\{\{ *row\.([A-Za-z_][A-Za-z0-9_]*) *\}\}")
+_DICT_NAMES = frozenset(dir(dict))
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_fields(text: str) -> tuple[str, ...] | None:
+    """The row fields a template puts in its text, when that is all it does; None when Jinja
+    must render it (any other expression, a block, a comment, a name a dict has as an attribute,
+    or text Jinja rewrites: a carriage return, a trailing newline)."""
+    if "{%" in text or "{#" in text or "\r" in text or text.endswith("\n"):
+        return None
+    if "{{" in _ROW_FIELD.sub("", text):
+        return None
+    names = tuple(_ROW_FIELD.findall(text))
+    return None if _DICT_NAMES.intersection(names) else names
+
+
 def _render(value: Any, row: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
+        names = _row_fields(value)
+        if names is not None and all(name in row for name in names):
+            # What Jinja renders (each value as str()), without a render's fixed cost: about
+            # ten times faster, which a 100,000-row dataset pays four times a row.
+            return _ROW_FIELD.sub(lambda field: str(row[field.group(1)]), value)
         return _template(value).render(row=row)
     if isinstance(value, list | tuple):
         return [_render(item, row) for item in value]
@@ -154,21 +187,61 @@ def _row_tags(row: Mapping[str, Any]) -> tuple[str, ...]:
     return tags
 
 
-def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conversation:
+def _templated(value: Any) -> bool:
+    """Whether any string of ``value`` (a dumped turn, expectation or simulated user) is a
+    template."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, list | tuple):
+        return any(_templated(item) for item in value)
+    if isinstance(value, dict):
+        return any(_templated(item) for item in value.values())
+    return False
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A spec's turns, expectations and simulated user, dumped once: a part with a template is
+    kept dumped, to render and check for each row; a part without one is used as it is (a row
+    cannot change it, and rendering and checking it again cost most of a row's expansion)."""
+
+    turns: tuple[Turn | dict[str, Any], ...]
+    expect: tuple[Expectation | dict[str, Any], ...]
+    simulate: SimulateSpec | dict[str, Any] | None
+
+    @classmethod
+    def of(cls, spec: ConversationSpec) -> _Parts:
+        def part(model: Any) -> Any:
+            dumped = model.model_dump(mode="python")
+            return dumped if _templated(dumped) else model
+
+        return cls(
+            turns=tuple(part(turn) for turn in spec.turns),
+            expect=tuple(part(expectation) for expectation in spec.expect),
+            simulate=None if spec.simulate is None else part(spec.simulate),
+        )
+
+
+def _expand(
+    spec: ConversationSpec, parts: _Parts, row: Mapping[str, Any], origin: str, **fields: Any
+) -> Conversation:
     try:
         conversation_id = str(_render(spec.id, row)).strip()
         variables = _render(spec.variables, row)
         turns = tuple(
-            Turn.model_validate(_render(turn.model_dump(mode="python"), row)) for turn in spec.turns
+            part if isinstance(part, Turn) else Turn.model_validate(_render(part, row))
+            for part in parts.turns
         )
         expect = tuple(
-            Expectation.model_validate(_render(e.model_dump(mode="python"), row))
-            for e in spec.expect
+            part
+            if isinstance(part, Expectation)
+            else Expectation.model_validate(_render(part, row))
+            for part in parts.expect
         )
         simulate = (
-            None
-            if spec.simulate is None
-            else SimulateSpec.model_validate(_render(spec.simulate.model_dump(mode="python"), row))
+            parts.simulate
+            if parts.simulate is None or isinstance(parts.simulate, SimulateSpec)
+            else SimulateSpec.model_validate(_render(parts.simulate, row))
         )
     except TemplateError as exc:
         raise ValueError(f"template error: {exc.message or exc}") from None
@@ -184,18 +257,26 @@ def _expand(spec: ConversationSpec, row: Mapping[str, Any], origin: str) -> Conv
         )
     tags = tuple(dict.fromkeys([*spec.tags, *_row_tags(row)]))  # in order, each once
     return Conversation(
-        conversation_id, variables, turns, origin, tags, expect=expect, simulate=simulate
+        conversation_id,
+        variables,
+        turns,
+        origin,
+        tags,
+        expect=expect,
+        simulate=simulate,
+        row=row,
+        **fields,
     )
 
 
 def iter_runs(loaded: LoadedSuite) -> Iterator[Conversation]:
     """Every run of the selected conversations: each conversation ``repeat`` times in a row,
     each with its position in the run."""
-    position = 0
     for conversation in iter_conversations(loaded):
-        for repetition in range(1, conversation.repeats + 1):
+        yield conversation  # its first run, at its position
+        for repetition in range(2, conversation.repeats + 1):
+            position = conversation.position + repetition - 1
             yield replace(conversation, repetition=repetition, position=position)
-            position += 1
 
 
 def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterator[Conversation]:
@@ -208,7 +289,9 @@ def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterato
     source = str(loaded.path)
     suite, selection = loaded.suite, loaded.selection
     seen: dict[str, str] = {}
+    position = 0  # of the first run of the next selected conversation
     for index, spec in enumerate(suite.conversations):
+        parts = _Parts.of(spec)
         repeats = spec.repeat or suite.repeat
         pass_rate = suite.pass_rate if spec.pass_rate is None else spec.pass_rate
         outputs = suite.outputs_of(spec)
@@ -227,7 +310,16 @@ def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterato
                 _check_columns(source, where, dataset_name, outputs, row)
                 checked = True
             try:
-                conversation = _expand(spec, row, origin)
+                conversation = _expand(
+                    spec,
+                    parts,
+                    row,
+                    origin,
+                    repeats=repeats,
+                    pass_rate=pass_rate,
+                    outputs=outputs,
+                    position=position,
+                )
             except ValueError as exc:
                 hint = "" if spec.dataset else " (templates need a 'dataset' to read rows from)"
                 raise SuiteError(source, [f"{source}: {origin}: {exc}{hint}"]) from None
@@ -241,9 +333,8 @@ def iter_conversations(loaded: LoadedSuite, *, selected: bool = True) -> Iterato
                 )
             seen[conversation.id] = origin
             if not selected or selection.takes(conversation.id, conversation.tags):
-                yield replace(
-                    conversation, repeats=repeats, pass_rate=pass_rate, outputs=outputs, row=row
-                )
+                position += repeats
+                yield conversation
 
 
 def _check_columns(

@@ -221,23 +221,23 @@ class ResultStore:
             latest[result.key] = result
         return latest
 
-    def latest_for_summary(self) -> dict[str, ConversationResult]:
-        """:meth:`latest`, with a passed run's transcript, row and outputs left out (its turns keep
-        their latencies): what a run's summary and report read, in memory that stays small for a
-        run of 100,000 conversations (the output dataset reads the file itself)."""
-        latest: dict[str, ConversationResult] = {}
-        for result in self:
-            if result.status == "passed":
-                result = result.model_copy(
-                    update={
-                        "turns": [
-                            TurnRecord(turn=turn.turn, latency_ms=turn.latency_ms)
-                            for turn in result.turns
-                        ],
-                        "row": {},
-                        "outputs": {},
-                        "output_notes": {},
-                    }
-                )
-            latest[result.key] = result
-        return latest
+    def in_order(self) -> Iterator[ConversationResult]:
+        """The latest result of each conversation run, in the run's order, read one at a time:
+        only an index of the file (a position and a byte offset per run) is held, so reading a
+        run of 100,000 conversations costs the memory of one."""
+        if not self.path.exists():
+            return
+        places: dict[str, tuple[int, int]] = {}
+        with self.path.open("rb") as handle:
+            offset = handle.tell()
+            for line in iter(handle.readline, b""):
+                try:
+                    seen = json.loads(line)
+                    key = run_key_of(seen["id"], seen.get("repetition", 1), seen.get("repeats", 1))
+                    places[key] = (int(seen.get("position", 0)), offset)
+                except (ValueError, KeyError, TypeError):
+                    pass  # a line a killed process cut: nothing to keep
+                offset = handle.tell()
+            for _, offset in sorted(places.values()):
+                handle.seek(offset)
+                yield ConversationResult.model_validate_json(handle.readline())

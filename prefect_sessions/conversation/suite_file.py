@@ -4,7 +4,9 @@ once, so that a run finds every problem before any request is sent.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,13 @@ from prefect_sessions.conversation.suite import LoadedSuite, Suite, SuiteError, 
 
 #: A suite file larger than this is refused before parsing (datasets hold the bulk data).
 MAX_SUITE_BYTES = 5 * 1024 * 1024
+
+#: What expanding found (the selected conversations and runs) for suites already expanded in this
+#: process, by the bytes of the suite and its datasets and the selection: the CLI checks a suite
+#: before its flow loads it again, and a run of 100,000 rows must not expand them twice.
+_EXPANDED: dict[tuple[object, ...], tuple[int, int]] = {}
+_EXPANDED_KEPT = 8
+_EXPANDED_LOCK = threading.Lock()
 
 
 def load_suite(
@@ -62,7 +71,41 @@ def load_suite(
             f"{source}: judge_model.api_key_env: {problem}"
             for problem in suite.judge_model.environment_problems(environment)
         )
-    # Expanding every conversation checks every dataset row and template without keeping them.
+    expanded = _expansion_key(loaded, raw)
+    with _EXPANDED_LOCK:
+        counts = _EXPANDED.get(expanded) if expanded is not None else None
+    if counts is not None:
+        loaded.conversation_count, loaded.run_count = counts
+    else:
+        problems.extend(_expansion_problems(loaded, source))
+    if problems:
+        raise SuiteError(source, problems)
+    if expanded is not None:
+        with _EXPANDED_LOCK:
+            while len(_EXPANDED) >= _EXPANDED_KEPT:
+                del _EXPANDED[next(iter(_EXPANDED))]
+            _EXPANDED[expanded] = (loaded.conversation_count, loaded.run_count)
+    return loaded
+
+
+def _expansion_key(loaded: LoadedSuite, raw: bytes) -> tuple[object, ...] | None:
+    """What an expansion depends on: the suite's bytes, its datasets' bytes and the selection
+    (None when a dataset cannot be read: expanding says why)."""
+    digest = hashlib.sha256(raw)
+    for spec in loaded.suite.conversations:
+        if spec.dataset is not None:
+            try:
+                digest.update((loaded.base_dir / spec.dataset).read_bytes())
+            except OSError:
+                return None
+    return (str(loaded.path.resolve()), digest.hexdigest(), loaded.selection)
+
+
+def _expansion_problems(loaded: LoadedSuite, source: str) -> list[str]:
+    """Expanding every conversation checks every dataset row and template without keeping them;
+    it counts the conversations the selection takes, and their runs."""
+    problems: list[str] = []
+    selection = loaded.selection
     known_tags: set[str] = set()
     try:
         for conversation in iter_conversations(loaded, selected=False):
@@ -75,9 +118,7 @@ def load_suite(
     else:
         if loaded.conversation_count == 0:
             problems.append(f"{source}: {selection.nothing_matched(known_tags)}")
-    if problems:
-        raise SuiteError(source, problems)
-    return loaded
+    return problems
 
 
 def _environment_problems(

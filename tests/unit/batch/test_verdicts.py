@@ -112,3 +112,50 @@ def test_the_conversation_table_has_a_row_per_conversation_with_its_first_failur
         "x",
     )
     assert len(row["first_failure"]) == 300
+
+
+def test_a_digest_holds_the_verdicts_the_latency_and_only_what_did_not_pass(tmp_path):
+    from prefect_sessions.batch.verdicts import digest
+    from prefect_sessions.conversation.results import ResultStore
+
+    latency = [TurnRecord(turn="t", latency_ms=10)]
+    store = ResultStore(tmp_path / "results.jsonl")
+    written = [
+        run("c", "errored", position=3, turns=latency),  # retried below: the later line counts
+        run("a", "passed", 1, 2, 0.5, position=0, turns=latency),
+        run("b", "failed", position=2, reason="no", turns=latency),
+        run("a", "failed", 2, 2, 0.5, position=1, reason="flaky"),  # a passes by its rate
+        run("c", "failed", position=3, reason="first", turns=latency),
+        run("d", "passed", position=4, turns=latency),
+    ]
+    for result in written:
+        store.append(result)
+    with store.path.open("a") as handle:
+        handle.write('{"id": "cut-by-a-ki')
+    digested = digest(store.in_order())
+    assert [(v.id, v.status, v.flaky) for v in digested.verdicts] == [
+        ("a", "passed", True),
+        ("b", "failed", False),
+        ("c", "failed", False),
+        ("d", "passed", False),
+    ]
+    # The transcripts a person reads: the first run of each conversation that did not pass.
+    assert [(r.id, r.reason) for r in digested.failing] == [("b", "no"), ("c", "first")]
+    assert digested.latency.turn_p50_ms == 10
+    assert [(v.id, v.status) for v in verdicts(written)] == [
+        ("c", "failed"),
+        ("a", "passed"),
+        ("b", "failed"),
+        ("d", "passed"),
+    ]
+
+
+def test_the_conversation_table_as_json_text_is_the_table():
+    import json
+
+    from prefect_sessions.batch.report import conversation_table_json
+
+    judged = verdicts([run("a", "passed", tags=["x", "y"]), run("b", "failed", reason="r")])
+    assert json.loads(conversation_table_json(judged)) == conversation_rows(judged)
+    assert json.loads(conversation_table_json([])) == []
+    assert judged[0].as_json()["tags"] == ["x", "y"]

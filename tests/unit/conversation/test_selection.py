@@ -129,3 +129,52 @@ def test_the_estimate_counts_every_run_and_the_clean_up(suite):
     with_cleanup = estimate(load_suite(suite, environ=ENV))
     assert (with_cleanup.requests, with_cleanup.cleanup_requests) == (39, 9)
     assert "give --rate" in with_cleanup.lines()[1]
+
+
+def test_each_run_has_its_place_in_the_run_whatever_the_selection(suite):
+    loaded = load_suite(suite, environ=ENV, selection=selection_of(tags=["vip", "smoke"]))
+    runs = [(c.key, c.position) for c in iter_runs(loaded)]
+    assert runs == [
+        ("greet#1", 0),
+        ("greet#2", 1),
+        ("greet#3", 2),
+        ("refund-u1#1", 3),
+        ("refund-u1#2", 4),
+        ("refund-u3#1", 5),
+        ("refund-u3#2", 6),
+    ]
+
+
+def test_only_the_templated_parts_are_rendered_for_each_row(suite, tmp_path):
+    suite.write_text(SUITE.replace('"hi"', '"hi {{ row.user }}"'))
+    refunds = [c for c in iter_conversations(load_suite(suite, environ=ENV)) if c.row]
+    assert [c.turns[1].value for c in refunds] == ["hi u1", "hi u2", "hi u3"]
+    # A part without a template is the spec's own, for every row.
+    assert refunds[0].turns[0] is refunds[2].turns[0]
+    assert refunds[0].turns[1] is not refunds[1].turns[1]
+
+
+def test_a_suite_is_expanded_once_per_process_until_it_or_its_dataset_changes(
+    suite, tmp_path, monkeypatch
+):
+    from prefect_sessions.conversation import suite_file
+
+    expanded: list[str] = []
+    real = suite_file._expansion_problems
+
+    def counting(loaded, source):
+        expanded.append(source)
+        return real(loaded, source)
+
+    monkeypatch.setattr(suite_file, "_expansion_problems", counting)
+    monkeypatch.setattr(suite_file, "_EXPANDED", {})
+    first = load_suite(suite, environ=ENV)
+    again = load_suite(suite, environ=ENV)
+    assert len(expanded) == 1
+    assert (again.conversation_count, again.run_count) == (first.conversation_count, 9)
+    load_suite(suite, environ=ENV, selection=selection_of(tags=["vip"]))
+    assert len(expanded) == 2  # another selection counts otherwise
+    (tmp_path / "rows.csv").write_text("user,tags\nu1,bad!tag\n")
+    with pytest.raises(SuiteError, match="tag 'bad!tag'"):
+        load_suite(suite, environ=ENV)
+    assert len(expanded) == 3
