@@ -118,6 +118,7 @@ class ResultStore:
         self._lock = threading.Lock()
         self._folder_made = False
         self._handle: TextIO | None = None
+        self._keep_open = False
 
     def __iter__(self) -> Iterator[ConversationResult]:
         """Every result written so far; a line cut by a killed process is skipped."""
@@ -169,6 +170,9 @@ class ResultStore:
     def append(self, result: ConversationResult) -> None:
         line = result.model_dump_json() + "\n"
         with self._lock:
+            if self._handle is None and self._keep_open:
+                self._make_folder()
+                self._handle = self.path.open("a", encoding="utf-8")
             if self._handle is not None:
                 self._write(self._handle, line)
                 return
@@ -191,15 +195,17 @@ class ResultStore:
     @contextmanager
     def appending(self) -> Iterator[ResultStore]:
         """Keep the file open for the block's appends (a chunk of conversations), instead of
-        opening it for each."""
+        opening it for each; opened at the first append, so a block that finishes nothing (the
+        provider down) leaves no file behind."""
         with self._lock:
-            self._make_folder()
-            self._handle = self.path.open("a", encoding="utf-8")
+            self._keep_open = True
         try:
             yield self
         finally:
             with self._lock:
+                self._keep_open = False
                 handle, self._handle = self._handle, None
+            if handle is not None:
                 handle.close()
 
     def replace_all(self, results: Iterable[ConversationResult]) -> None:
