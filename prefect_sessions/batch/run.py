@@ -43,8 +43,8 @@ from prefect_sessions.batch.report import (
     markdown_report,
 )
 from prefect_sessions.batch.shards import run_sharded
-from prefect_sessions.batch.verdicts import Digest, LatencyFigures, Verdict, digest, summed_usage
-from prefect_sessions.conversation.results import ResultStore
+from prefect_sessions.batch.verdicts import LatencyFigures, Verdict, digest, summed_usage
+from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.suite import LoadedSuite
 from prefect_sessions.conversation.suite_file import load_suite
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError, RunStoppedError
@@ -171,7 +171,11 @@ async def _finish(
         )
         logger.info("Compared %s", summary.comparison.line())
     if in_a_run():
-        await _publish(summary, digested, slug(loaded.suite.name))
+        table = conversation_table_json(judged)
+        not_passed = [verdict for verdict in judged if verdict.status != "passed"]
+        failing = digested.failing
+        del digested, judged  # every verdict is in the table's text: let them go before it is sent
+        await _publish(summary, table, failing, not_passed, slug(loaded.suite.name))
     logger.info(summary.line())
     if summary.failing:
         return cast(RunSummary, Failed(message=_verdict_line(summary), data=summary))
@@ -274,9 +278,16 @@ class _TableText(Artifact):
         return self.rows_json
 
 
-async def _publish(summary: RunSummary, digested: Digest, key: str) -> None:
-    """The summary's figures, a row per conversation, the comparison and the markdown report of
-    failures, as Prefect artifacts (later runs read the first two: :mod:`.history`)."""
+async def _publish(
+    summary: RunSummary,
+    table: str,
+    failing: list[ConversationResult],
+    not_passed: list[Verdict],
+    key: str,
+) -> None:
+    """The summary's figures, a row per conversation (``table``, JSON text), the comparison and
+    the markdown report of failures (``failing``, the transcripts, and the verdicts of
+    ``not_passed``), as Prefect artifacts (later runs read the first two: :mod:`.history`)."""
     description = f"{summary.suite}: run {summary.run_key}"
     figures: list[dict[str, Any]] = [
         {"metric": name, "value": value} for name, value in summary.figures().items()
@@ -287,7 +298,7 @@ async def _publish(summary: RunSummary, digested: Digest, key: str) -> None:
         description=description,
     )
     await _TableText(
-        rows_json=conversation_table_json(digested.verdicts),
+        rows_json=table,
         key=conversations_key(summary.suite),
         description=f"{description}: each conversation's verdict",
     ).acreate()
@@ -309,7 +320,7 @@ async def _publish(summary: RunSummary, digested: Digest, key: str) -> None:
             description=f"{description}: where the output dataset is",
         )
     await acreate_markdown_artifact(
-        markdown=markdown_report(summary, digested.failing, digested.verdicts),
+        markdown=markdown_report(summary, failing, not_passed),
         key=f"{key}-report",
         description=f"{summary.suite}: failures by cause, with their transcripts",
     )
