@@ -153,11 +153,6 @@ def conversation_row(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def conversation_rows(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
-    """The per-conversation table."""
-    return [conversation_row(verdict) for verdict in verdicts]
-
-
 def conversation_table_json(verdicts: Iterable[Verdict]) -> str:
     """The per-conversation table as the JSON text of a table artifact, made a row at a time:
     the rows of a 100,000-conversation run, held as objects (and copied twice by Prefect's

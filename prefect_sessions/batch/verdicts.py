@@ -158,15 +158,6 @@ class LatencyFigures(BaseModel):
         )
 
 
-def latency_figures(results: Iterable[ConversationResult]) -> LatencyFigures:
-    turns: list[float] = []
-    conversations: list[float] = []
-    for result in results:
-        conversations.append(result.duration_ms)
-        turns.extend(turn.latency_ms for turn in result.turns if turn.latency_ms > 0)
-    return LatencyFigures.of(turns, conversations)
-
-
 def verdicts(results: Iterable[ConversationResult]) -> list[Verdict]:
     """One verdict per conversation, in the order conversations first appear in ``results``
     (the latest result of each run counts: a resumed run may have retried one)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prefect_sessions.batch.report import causes, conversation_rows
-from prefect_sessions.batch.verdicts import latency_figures, percentile, verdicts
+from prefect_sessions.batch.report import causes, conversation_row
+from prefect_sessions.batch.verdicts import digest, percentile, verdicts
 from prefect_sessions.conversation.results import ConversationResult, TurnRecord
 
 
@@ -89,20 +89,21 @@ def test_percentiles_and_latency_figures():
         ),
         run("b", "passed", duration_ms=300, turns=[TurnRecord(turn="t", latency_ms=20)]),
     ]
-    figures = latency_figures(results)
+    figures = digest(results).latency
     assert (figures.turn_p50_ms, figures.turn_p95_ms) == (20, 30)
     assert (figures.conversation_p50_ms, figures.conversation_p95_ms) == (100, 300)
 
 
 def test_the_conversation_table_has_a_row_per_conversation_with_its_first_failure():
-    rows = conversation_rows(
-        verdicts(
+    rows = [
+        conversation_row(verdict)
+        for verdict in verdicts(
             [
                 run("a", "passed", 1, 2, tags=["x"]),
                 run("a", "failed", 2, 2, reason="r" * 400, tags=["x"]),
             ]
         )
-    )
+    ]
     assert len(rows) == 1
     row = rows[0]
     assert (row["id"], row["status"], row["runs"], row["tags"]) == (
@@ -156,6 +157,6 @@ def test_the_conversation_table_as_json_text_is_the_table():
     from prefect_sessions.batch.report import conversation_table_json
 
     judged = verdicts([run("a", "passed", tags=["x", "y"]), run("b", "failed", reason="r")])
-    assert json.loads(conversation_table_json(judged)) == conversation_rows(judged)
+    assert json.loads(conversation_table_json(judged)) == [conversation_row(v) for v in judged]
     assert json.loads(conversation_table_json([])) == []
     assert judged[0].as_json()["tags"] == ["x", "y"]
