@@ -273,11 +273,12 @@ def _report(api: PrefectApi, args: argparse.Namespace, summary: RunSummary, stat
     from prefect_sessions.batch.verdicts import digest
     from prefect_sessions.conversation.results import ResultStore
 
-    store = ResultStore(summary.results_path)
-    digested = digest(store.in_order())  # what the lines below read, without passed transcripts
+    # The report files hold every transcript: held only when one is asked for; the lines below
+    # read the digest, which keeps no passed transcript.
+    in_order = ResultStore(summary.results_path).in_order()
+    results = list(in_order) if args.report or args.junit or args.html else []
+    digested = digest(results or in_order)
     judged = digested.verdicts
-    # The report files hold every transcript: read only when one is asked for.
-    results = list(store.in_order()) if args.report or args.junit or args.html else []
     if args.report:
         write_json_report(args.report, summary, results, judged)
     if args.junit:

@@ -118,9 +118,13 @@ def _row_fields(text: str) -> tuple[str, ...] | None:
     return None if _DICT_NAMES.intersection(names) else names
 
 
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
 def _render(value: Any, row: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
-        if "{{" not in value and "{%" not in value:
+        if not _is_template(value):
             return value
         names = _row_fields(value)
         if names is not None and all(name in row for name in names):
@@ -191,7 +195,7 @@ def _templated(value: Any) -> bool:
     """Whether any string of ``value`` (a dumped turn, expectation or simulated user) is a
     template."""
     if isinstance(value, str):
-        return "{{" in value or "{%" in value
+        return _is_template(value)
     if isinstance(value, list | tuple):
         return any(_templated(item) for item in value)
     if isinstance(value, dict):

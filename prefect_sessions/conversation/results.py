@@ -31,6 +31,11 @@ def run_key_of(conversation_id: str, repetition: int, repeats: int) -> str:
     return conversation_id if repeats == 1 else f"{conversation_id}#{repetition}"
 
 
+def _key_of(seen: dict[str, Any]) -> str:
+    """The run key of a results line read as JSON."""
+    return run_key_of(str(seen["id"]), int(seen.get("repetition", 1)), int(seen.get("repeats", 1)))
+
+
 class TurnRecord(BaseModel):
     """One turn as it happened."""
 
@@ -135,40 +140,44 @@ class ResultStore:
                 except ValidationError:
                     continue
 
-    def spending(self) -> Iterator[tuple[float, dict[str, float]]]:
-        """What each line cost: ``(requests, usage)``, every attempt's (each spent quota)."""
+    def _lines(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Each line's byte offset and its JSON object, without building the result (resuming a
+        run of 100,000 lines must not cost seconds); a line a killed process cut is skipped."""
         if not self.path.exists():
             return
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
+        with self.path.open("rb") as handle:
+            offset = 0
+            for line in iter(handle.readline, b""):
                 try:
                     seen = json.loads(line)
-                    yield float(seen.get("requests", 0)), dict(seen.get("usage") or {})
-                except (ValueError, TypeError, AttributeError):
-                    continue  # a line a killed process cut
+                except ValueError:
+                    seen = None
+                if isinstance(seen, dict):
+                    yield offset, seen
+                offset += len(line)
+
+    def spending(self) -> Iterator[tuple[float, dict[str, float]]]:
+        """What each line cost: ``(requests, usage)``, every attempt's (each spent quota)."""
+        for _, seen in self._lines():
+            try:
+                yield float(seen.get("requests", 0)), dict(seen.get("usage") or {})
+            except (ValueError, TypeError, AttributeError):
+                continue  # a line whose figures are not numbers
 
     def finished(self) -> dict[str, str]:
         """``{run key: fingerprint}`` of conversation runs that reached a verdict (passed or
         failed). Errored ones are not finished: a resumed run tries them again."""
-        # Three fields of each line, read without building the result: resuming a run of
-        # 100,000 lines must not cost seconds before its first request.
         done: dict[str, str] = {}
-        if not self.path.exists():
-            return done
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    seen = json.loads(line)
-                    key = run_key_of(
-                        str(seen["id"]), int(seen.get("repetition", 1)), int(seen.get("repeats", 1))
-                    )
-                    status = seen["status"]
-                except (ValueError, TypeError, KeyError):
-                    continue  # a line a killed process cut
-                if status == "errored":
-                    done.pop(key, None)
-                else:
-                    done[key] = str(seen.get("fingerprint", ""))
+        for _, seen in self._lines():
+            try:
+                key = _key_of(seen)
+                status = seen["status"]
+            except (ValueError, TypeError, KeyError):
+                continue  # a line without its fields
+            if status == "errored":
+                done.pop(key, None)
+            else:
+                done[key] = str(seen.get("fingerprint", ""))
         return done
 
     def append(self, result: ConversationResult) -> None:
@@ -240,18 +249,14 @@ class ResultStore:
         # One int per run key: its position above the line's byte offset (so sorting them is
         # sorting by place, then by line), half the memory of a tuple of the two.
         places: dict[str, int] = {}
+        for offset, seen in self._lines():
+            try:
+                places[_key_of(seen)] = int(seen.get("position", 0)) << _OFFSET_BITS | offset
+            except (ValueError, TypeError, KeyError):
+                continue  # a line without its fields: nothing to keep
+        order = sorted(places.values())
+        del places
         with self.path.open("rb") as handle:
-            offset = handle.tell()
-            for line in iter(handle.readline, b""):
-                try:
-                    seen = json.loads(line)
-                    key = run_key_of(seen["id"], seen.get("repetition", 1), seen.get("repeats", 1))
-                    places[key] = int(seen.get("position", 0)) << _OFFSET_BITS | offset
-                except (ValueError, KeyError, TypeError):
-                    pass  # a line a killed process cut: nothing to keep
-                offset = handle.tell()
-            order = sorted(places.values())
-            del places
             for place in order:
                 handle.seek(place & _OFFSET_MASK)
                 yield ConversationResult.model_validate_json(handle.readline())
