@@ -1,5 +1,5 @@
-"""The ``prefect-sessions`` command: run, validate or compare conversation suites, or serve the
-emulator.
+"""The ``prefect-sessions`` command: run, validate or compare conversation suites, write suites
+from real conversations (record, crawl, run --update-expectations), or serve the emulator.
 
 Exit status of ``run``: 0 when the run passed by its ``--fail-on`` rule (by default: every
 conversation passed), 1 when it did not, 2 when the suite, the settings, a run key or the
@@ -37,6 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefect_sessions.cli.validate import validate_command
 
         return validate_command(args)
+    if args.command in ("record", "crawl"):
+        from prefect_sessions.cli.recording import crawl_command, record_command
+
+        return record_command(args) if args.command == "record" else crawl_command(args)
+    if args.command == "run" and args.update_expectations:
+        from prefect_sessions.cli.recording import update_command
+
+        return update_command(args)
     if args.command == "compare":
         from prefect_sessions.cli.compare import compare_command
 

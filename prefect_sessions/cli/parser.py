@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import get_args
+from typing import Any, get_args
 
 from prefect_sessions.run_options import DEFAULT_RESULTS_DIR, LAST, FailOn
 
@@ -32,6 +32,77 @@ def budget_of(args: argparse.Namespace) -> dict[str, float] | None:
     }
     given = {name: value for name, value in caps.items() if value is not None}
     return given or None
+
+
+#: The ``similar`` threshold of what record, crawl and update write (the suite_text default).
+DEFAULT_THRESHOLD = 0.8
+
+
+def _writing(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--suite", required=True, help="connect as this suite does (its provider and connection)"
+    )
+    command.add_argument("--out", required=True, metavar="FILE", help=f"write the {what} here")
+    command.add_argument("--force", action="store_true", help="replace --out if it exists")
+    command.add_argument("--name", help="the written suite's name (default: the suite's, suffixed)")
+    command.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"the similar threshold of free-text expectations (default {DEFAULT_THRESHOLD})",
+    )
+    command.add_argument(
+        "--max-share",
+        type=float,
+        metavar="SHARE",
+        help="use at most this share of the key's limit, e.g. 0.5",
+    )
+
+
+def _recording_commands(commands: Any) -> None:
+    record = commands.add_parser(
+        "record",
+        help="write a suite from a provider's past conversations",
+        description="Write a suite from past conversations: Voiceflow's transcripts (Analytics "
+        "API, or the legacy API), Vectara's session events, LiveAvatar's transcripts.",
+    )
+    _writing(record, "recorded suite")
+    record.add_argument("--since", metavar="DATE", help="conversations from this date (UTC)")
+    record.add_argument("--until", metavar="DATE", help="conversations up to this date")
+    record.add_argument("--environment", help="only this environment (Voiceflow)")
+    record.add_argument("--tag", help="only conversations with this tag")
+    record.add_argument(
+        "--max", type=int, default=100, metavar="N", help="the most conversations (default 100)"
+    )
+    record.add_argument(
+        "--unredacted",
+        action="store_true",
+        help="keep text as said; by default emails, card and phone numbers are redacted",
+    )
+
+    crawl = commands.add_parser(
+        "crawl",
+        help="explore an agent's buttons and write a suite of the paths",
+        description="Explore an agent's buttons breadth-first, a fresh session per path, and "
+        "write every path as a conversation.",
+    )
+    _writing(crawl, "crawled suite")
+    crawl.add_argument("--depth", type=int, default=3, help="button presses per path (default 3)")
+    crawl.add_argument(
+        "--max-paths", type=int, default=200, metavar="N", help="the most paths (default 200)"
+    )
+    crawl.add_argument(
+        "--ignore", action="append", metavar="PREFIX", help="never press buttons starting so"
+    )
+    crawl.add_argument(
+        "--exit-on",
+        action="append",
+        metavar="REGEX",
+        help="a reply that matches ends its path (repeatable)",
+    )
+    crawl.add_argument(
+        "--concurrency", type=int, default=4, help="paths explored at once (default 4)"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -103,6 +174,19 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="ask the judge model again instead of reusing its answer to the same question",
     )
+    run.add_argument(
+        "--update-expectations",
+        action="store_true",
+        help="take each conversation's turns once and rewrite its expectations from the "
+        "answers (similar for free text, exact for buttons and variables), in place, with a "
+        "diff to review; never when CI is set",
+    )
+    run.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"the similar threshold of expectations written (default {DEFAULT_THRESHOLD})",
+    )
     run.add_argument("--run-key", help="resume the run with this key (default: a new run)")
     run.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="where results are kept")
     run.add_argument(
@@ -138,6 +222,8 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("run_key", metavar="RUN_KEY")
     compare.add_argument("--suite", required=True, help="the suite file, or the suite's name")
     compare.add_argument("--report", metavar="FILE", help="write the comparison as JSON here")
+
+    _recording_commands(commands)
 
     # Listed for --help only: main() hands `blocks ...` and `emulator ...` to their own commands
     # before parsing; validating or running a suite never loads the emulator (FastAPI, uvicorn).

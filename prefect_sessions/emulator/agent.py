@@ -20,11 +20,13 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 class Button(BaseModel):
-    """A button; choosing it runs ``intent``, or without one answers as if its label was typed."""
+    """A button; choosing it runs ``intent``, or without one answers as if its label was typed.
+    A button with ``url`` opens that web page instead (the agent never hears of it)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     label: str = Field(min_length=1)
     intent: str | None = None
+    url: str | None = None
 
 
 class Choice(BaseModel):

@@ -9,6 +9,7 @@ PROVIDER = Provider(
     name="liveavatar",
     output_kinds=COMMON_OUTPUTS | {"transcript"},
     credentials="prefect_sessions.liveavatar.credentials:LiveAvatarCredentials",
+    transcripts="prefect_sessions.liveavatar.transcripts:LiveAvatarTranscripts",
     adapter="prefect_sessions.liveavatar.adapter:LiveAvatarAdapter",
     turn_kinds=frozenset({"launch", "no_reply"}),
     expectation_kinds=TEXT_EXPECTATIONS - {"trace_type"},

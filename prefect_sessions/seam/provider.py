@@ -22,6 +22,7 @@ from prefect_sessions.seam.turns import EXPECTATION_KINDS, TURN_KINDS, Turn
 if TYPE_CHECKING:
     from prefect_sessions.credentials import ProviderCredentials
     from prefect_sessions.seam.adapter import AdapterFactory
+    from prefect_sessions.seam.transcripts import TranscriptReaderFactory
 
 T = TypeVar("T")
 
@@ -92,6 +93,16 @@ class Provider:
     variables_requests: int = 1
     end_requests: int = 0
     cleanup_requests: int = 1
+    #: ``"module:attribute"`` naming the reader of its past conversations
+    #: (:mod:`prefect_sessions.seam.transcripts`), for ``prefect-sessions record``.
+    transcripts: str | None = None
+
+    def transcript_reader(self) -> TranscriptReaderFactory | None:
+        """The reader of its past conversations, imported on first use; ``None`` if it has none."""
+        if self.transcripts is None:
+            return None
+        module, _, attribute = self.transcripts.partition(":")
+        return cast("TranscriptReaderFactory", getattr(importlib.import_module(module), attribute))
 
     def requests_for(
         self, turns: Sequence[Turn], *, cleanup: bool, reads_variables: bool = False

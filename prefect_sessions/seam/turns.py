@@ -30,6 +30,7 @@ ExpectationKind = Literal[
     "button",
     "variable",
     "latency_ms_below",
+    "no_reply",
     "judge",
     "similar",
 ]
@@ -44,6 +45,9 @@ class Reply(BaseModel):
     messages: list[str] = Field(default_factory=list)
     trace_types: list[str] = Field(default_factory=list)
     buttons: list[str] = Field(default_factory=list)
+    links: list[str] = Field(
+        default_factory=list, description="Of its buttons, those that open a web page."
+    )
     ended: bool = False
     latency_ms: float = 0.0
     structured: Any = Field(
@@ -114,6 +118,9 @@ class Expectation(BaseModel):
                 raise ValueError(f"'{kind}' takes a non-empty string")
             if kind == "regex":
                 _compile(value)
+        elif kind == "no_reply":
+            if value is not True:
+                raise ValueError("'no_reply' takes true: the agent says nothing and offers nothing")
         elif kind == "latency_ms_below":
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError("'latency_ms_below' takes a positive number of milliseconds")
@@ -154,6 +161,9 @@ class Expectation(BaseModel):
             return f"expected a {value!r} trace; got {_listed(reply.trace_types)}"
         if kind == "button" and value.casefold() not in (b.casefold() for b in reply.buttons):
             return f"expected a button {value!r}; offered {_listed(reply.buttons)}"
+        if kind == "no_reply" and (reply.messages or reply.buttons):
+            said = _quote(text) if text else f"buttons {_listed(reply.buttons)}"
+            return f"expected no reply; it said {said}"
         if kind == "latency_ms_below" and reply.latency_ms >= value:
             return f"expected an answer within {value} ms; it took {reply.latency_ms:.0f} ms"
         if isinstance(value, VariableCheck):

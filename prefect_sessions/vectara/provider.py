@@ -8,6 +8,7 @@ PROVIDER = Provider(
     name="vectara",
     output_kinds=COMMON_OUTPUTS | {"structured"},
     credentials="prefect_sessions.vectara.credentials:VectaraCredentials",
+    transcripts="prefect_sessions.vectara.transcripts:VectaraTranscripts",
     adapter="prefect_sessions.vectara.adapter:VectaraAdapter",
     turn_kinds=frozenset({"text"}),
     expectation_kinds=TEXT_EXPECTATIONS,

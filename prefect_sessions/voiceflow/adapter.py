@@ -107,6 +107,7 @@ class VoiceflowAdapter(ClientAdapter[VoiceflowClient]):
             messages=result.messages,
             trace_types=result.trace_types,
             buttons=[button.name for button in result.buttons],
+            links=[button.name for button in result.buttons if button.url is not None],
             ended=result.ended,
             latency_ms=result.latency_ms or 0.0,
         )

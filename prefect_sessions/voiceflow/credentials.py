@@ -8,12 +8,15 @@ import httpx
 from pydantic import Field, SecretStr
 
 from prefect_sessions.credentials import ProviderCredentials
-from prefect_sessions.http import SecretHeaderAuth
+from prefect_sessions.http import HttpClient, SecretHeaderAuth
 from prefect_sessions.http.envelope import Envelope
 from prefect_sessions.voiceflow.client import VoiceflowClient
 from prefect_sessions.voiceflow.envelope import ENVELOPE
 
 DEFAULT_BASE_URL = "https://general-runtime.voiceflow.com"
+#: Where past conversations are read: the Analytics API, and the legacy transcripts API.
+DEFAULT_ANALYTICS_URL = "https://analytics-api.voiceflow.com"
+DEFAULT_LEGACY_API_URL = "https://api.voiceflow.com"
 
 
 class VoiceflowCredentials(ProviderCredentials):
@@ -62,6 +65,31 @@ class VoiceflowCredentials(ProviderCredentials):
             "emulator (for example http://127.0.0.1:8787)."
         ),
     )
+
+    analytics_url: str | None = Field(
+        default=None,
+        description=(
+            "Root URL of the Analytics API, where `prefect-sessions record` reads transcripts. "
+            "Empty: Voiceflow's own, or base_url when that is not Voiceflow's (the emulator)."
+        ),
+    )
+
+    def transcript_urls(self) -> tuple[str, str]:
+        """Where transcripts are read: the Analytics API's root and the legacy API's root."""
+        if self.analytics_url:
+            return self.analytics_url, self.analytics_url
+        if self.base_url.rstrip("/") != DEFAULT_BASE_URL:
+            return self.base_url, self.base_url  # the emulator, or a private cloud
+        return DEFAULT_ANALYTICS_URL, DEFAULT_LEGACY_API_URL
+
+    def transcripts_http(
+        self, root: str, *, transport: httpx.AsyncBaseTransport | None = None, **overrides: Any
+    ) -> HttpClient:
+        """An engine client for a transcripts API (another host, so another pacer: the
+        Analytics API's limit is its own)."""
+        auth = SecretHeaderAuth("authorization", self.api_key)
+        copy = self.model_copy(update={"base_url": root})
+        return copy.http_client(auth, transport=transport, **overrides)
 
     def get_client(
         self, *, transport: httpx.AsyncBaseTransport | None = None, **overrides: Any

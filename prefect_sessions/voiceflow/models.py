@@ -281,6 +281,17 @@ class Button(_Wire):
         """The action that presses this button."""
         return Action.model_validate(self.request)
 
+    @property
+    def url(self) -> str | None:
+        """The web page it opens, for a URL button (an ``open_url`` action in its request)."""
+        payload = self.request.get("payload")
+        actions = payload.get("actions") if isinstance(payload, dict) else None
+        for action in actions if isinstance(actions, list) else ():
+            if isinstance(action, dict) and action.get("type") == "open_url":
+                url = (action.get("payload") or {}).get("url")
+                return str(url) if url else ""
+        return None
+
 
 class ChoicePayload(_Wire):
     buttons: list[Button] = Field(default_factory=list)

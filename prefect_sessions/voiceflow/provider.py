@@ -8,6 +8,7 @@ PROVIDER = Provider(
     name="voiceflow",
     output_kinds=COMMON_OUTPUTS | {"variable"},
     credentials="prefect_sessions.voiceflow.credentials:VoiceflowCredentials",
+    transcripts="prefect_sessions.voiceflow.transcripts:VoiceflowTranscripts",
     adapter="prefect_sessions.voiceflow.adapter:VoiceflowAdapter",
     turn_kinds=ALL_TURNS,
     expectation_kinds=ALL_EXPECTATIONS,

@@ -14,6 +14,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -85,6 +86,35 @@ class VoiceflowSession:
     revoked: str | None = None
 
 
+#: Transcripts the emulator keeps (the oldest go first, as expired ones do): enough to record a
+#: suite from, bounded so a load run against an emulator in its own process stays flat.
+MAX_TRANSCRIPTS = 2_000
+
+
+def _iso(seconds: float) -> str:
+    stamp = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+@dataclass
+class Transcript:
+    """One session's transcript as the Analytics API keeps it: a log entry per user action and
+    per trace, each entry's ``data`` kept as the JSON text the API sends."""
+
+    id: str
+    session_id: str
+    project_id: str
+    environment_id: str
+    created: float
+    updated: float
+    logs: list[tuple[str, str, float]] = field(default_factory=list)
+    properties: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, kind: str, data: Any, now: float) -> None:
+        self.logs.append((kind, json.dumps(data, separators=(",", ":")), now))
+        self.updated = now
+
+
 @dataclass
 class VoiceflowStore:
     sessions: dict[str, VoiceflowSession] = field(default_factory=dict)
@@ -94,6 +124,63 @@ class VoiceflowStore:
     #: Projects made before environments existed: their aliases are ``development`` and
     #: ``production``, and ``main`` is unknown.
     legacy_projects: set[str] = field(default_factory=set)
+    #: Every session's transcript by its ID, and the one open for each (project, user).
+    transcripts: OrderedDict[str, Transcript] = field(default_factory=OrderedDict)
+    open_transcripts: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def new_transcript(self, project_id: str, environment: str, user_id: str) -> Transcript:
+        now = time.time()
+        transcript = Transcript(
+            id=uuid.uuid4().hex[:24],
+            session_id=user_id,
+            project_id=project_id,
+            environment_id=environment,
+            created=now,
+            updated=now,
+        )
+        self.transcripts[transcript.id] = transcript
+        self.open_transcripts[(project_id, user_id)] = transcript.id
+        while len(self.transcripts) > MAX_TRANSCRIPTS:
+            _, gone = self.transcripts.popitem(last=False)
+            key = (gone.project_id, gone.session_id)
+            if self.open_transcripts.get(key) == gone.id:
+                del self.open_transcripts[key]
+        return transcript
+
+    def transcript_of(self, key: tuple[str, str], environment: str) -> Transcript:
+        """The transcript a user's turn is logged in (a new one if none is open)."""
+        found = self.transcripts.get(self.open_transcripts.get(key, ""))
+        return found or self.new_transcript(key[0], environment, key[1])
+
+    def log_turn(
+        self,
+        key: tuple[str, str],
+        environment: str,
+        action: dict[str, Any],
+        traces: list[dict[str, Any]],
+        changed: Mapping[str, tuple[Any, Any]],
+    ) -> None:
+        """Log one turn: the action, what the agent said, and a ``log`` trace naming the
+        variables it changed (the runtime's ``step.set`` log, with before and after)."""
+        if action.get("type") == "launch" and key in self.open_transcripts:
+            transcript = self.transcripts.get(self.open_transcripts[key])
+            if transcript is not None and transcript.logs:
+                self.new_transcript(key[0], environment, key[1])
+        transcript = self.transcript_of(key, environment)
+        now = time.time()
+        transcript.add("action", action, now)
+        for trace in traces:
+            if trace["type"] not in ("debug", "completion"):
+                transcript.add("trace", trace, now)
+        if changed:
+            message = {
+                "changedVariables": {
+                    name: {"before": before, "after": after}
+                    for name, (before, after) in changed.items()
+                }
+            }
+            log = {"kind": "step.set", "level": "info", "message": message}
+            transcript.add("trace", {"type": "log", "payload": log}, now)
 
     def environments(self, project_id: str) -> tuple[str, ...]:
         if project_id in self.legacy_projects:
@@ -231,10 +318,11 @@ def _slate(text: str) -> dict[str, Any]:
 
 def _button(button: Button) -> dict[str, Any]:
     target = button.intent or re.sub(r"[^a-z0-9]+", "-", button.label.lower()).strip("-")
-    return {
-        "name": button.label,
-        "request": {"type": f"path-{target}", "payload": {"label": button.label}},
-    }
+    payload: dict[str, Any] = {"label": button.label}
+    if button.url:
+        # A URL button, as Voiceflow's web chat reads it: an open_url action in its request.
+        payload["actions"] = [{"type": "open_url", "payload": {"url": button.url}}]
+    return {"name": button.label, "request": {"type": f"path-{target}", "payload": payload}}
 
 
 def turn_traces(
@@ -335,8 +423,9 @@ def _action_turn(agent: AgentScript, action: dict[str, Any], variables: dict[str
 
 def run_turn(
     state: EmulatorState, key: tuple[str, str], body: Any, *, allow_request_alias: bool = False
-) -> tuple[Turn, dict[str, Any], dict[str, Any]]:
-    """Apply variables, run the agent on the action, save state; return (turn, state, config)."""
+) -> tuple[Turn, dict[str, Any], dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """Apply variables, run the agent on the action, save state; return (turn, state, config,
+    the variables the turn changed with their values before and after)."""
     if not isinstance(body, dict):
         raise VoiceflowHTTPError(400, "Request body must be a JSON object with an 'action'")
     action = body.get("action")
@@ -358,13 +447,19 @@ def run_turn(
     if action.get("type") == "launch" and not user_state.get("stack"):
         user_state["stack"] = new_state(key[0], agent)["stack"]
     turn = _action_turn(agent, action, variables)
+    changed = {
+        name: (variables.get(name), value)
+        for name, value in turn.variables.items()
+        if variables.get(name) != value
+    }
     variables.update(turn.variables)
+
     count = _object(user_state.get("turn")).get("count", 0)
     counted = count if isinstance(count, int) and not isinstance(count, bool) else 0
     user_state["turn"] = {"count": counted + 1}
     if turn.ended:
         user_state["stack"] = []
-    return turn, user_state, config
+    return turn, user_state, config, changed
 
 
 def _excluded(config: dict[str, Any]) -> Iterable[str]:
@@ -388,6 +483,7 @@ async def start_session(request: Request, project_id: str, environment: str) -> 
             404, f"Environment '{environment}' not found for project {project_id}"
         )
     key = state.voiceflow.start(project_id, environment, user_id, api_key)
+    state.voiceflow.new_transcript(project_id, environment, user_id)
     # A new session starts the conversation over, but variables are not reset: those the user
     # had (set with PATCH before the start, say) are kept.
     previous = state.voiceflow.states.get((project_id, user_id))
@@ -417,10 +513,15 @@ async def v4_traces(request: Request, *, streaming: bool) -> list[dict[str, Any]
     state = emulator_state(request)
     session = _session(request, state)
     body = await _json_body(request)
-    turn, _, config = run_turn(state, (session.project_id, session.user_id), body)
+    key = (session.project_id, session.user_id)
+    turn, _, config, changed = run_turn(state, key, body)
     # Completion events are a streaming feature: a JSON answer carries whole text traces.
     completion = streaming and config.get("completionEvents") is True
-    return turn_traces(turn, completion_events=completion, excluded=_excluded(config))
+    traces = turn_traces(turn, completion_events=completion, excluded=_excluded(config))
+    # The transcript keeps every trace the turn made, whatever this answer excluded.
+    logged = turn_traces(turn, completion_events=False, excluded=())
+    state.voiceflow.log_turn(key, session.environment, body["action"], logged, changed)
+    return traces
 
 
 async def interact(request: Request) -> Response:
@@ -484,10 +585,12 @@ async def legacy_interact(userID: str, request: Request) -> Response:
     _api_key(request, state)
     key = (_project_header(request), _user_id(userID, 128))
     body = await _json_body(request)
-    turn, user_state, config = run_turn(state, key, body, allow_request_alias=True)
+    turn, user_state, config, changed = run_turn(state, key, body, allow_request_alias=True)
     traces = turn_traces(turn, completion_events=False, excluded=_excluded(config))
+    action = body.get("action") or body.get("request")
+    logged = turn_traces(turn, completion_events=False, excluded=())
+    state.voiceflow.log_turn(key, "production", action, logged, changed)
     if request.query_params.get("verbose") == "true":
-        action = body.get("action") or body.get("request")
         return JSONResponse({"trace": traces, "state": user_state, "action": action})
     return JSONResponse(traces)
 

@@ -5,7 +5,8 @@
 the same bounds, defaults and descriptions, whatever the code behind them. Regenerate it only for
 a change to the form that is meant (issue 27 meant three: the batch and shard flows'
 ``judge_cache``, and the triggered flow's ``judge``/``similar`` expectation kinds and ``stopped``
-output kind).
+output kind; issue 28 meant two: the Voiceflow block's ``analytics_url`` and the ``no_reply``
+expectation kind).
 """
 
 from __future__ import annotations
