@@ -10,12 +10,10 @@ says how many spoken user turns it could not turn into steps.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-from prefect_sessions.liveavatar.client import LiveAvatarClient
-from prefect_sessions.liveavatar.credentials import LiveAvatarCredentials
+from prefect_sessions.liveavatar.adapter import LiveAvatarAdapter
 from prefect_sessions.liveavatar.models import TranscriptEntry
-from prefect_sessions.seam.adapter import ConnectionSettings, resolve_credentials
+from prefect_sessions.seam.adapter import ConnectionSettings
 from prefect_sessions.seam.transcripts import (
     RecordedConversation,
     RecordedReply,
@@ -38,35 +36,17 @@ def steps_from_transcript(entries: list[TranscriptEntry]) -> tuple[tuple[Recorde
     return (RecordedStep("launch", None, RecordedReply(messages=tuple(greeting))),), spoken
 
 
-class LiveAvatarTranscripts:
-    """Reads the account's historic LiveAvatar sessions."""
+class LiveAvatarTranscripts(LiveAvatarAdapter):
+    """Reads the account's historic LiveAvatar sessions, on the client a run would open."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.notes: list[str] = []
-        self._client: LiveAvatarClient | None = None
-
-    async def __aenter__(self) -> LiveAvatarTranscripts:
-        def inline(options: dict[str, Any]) -> LiveAvatarCredentials:
-            return LiveAvatarCredentials(api_key=self.settings.api_key, **options)
-
-        credentials = await resolve_credentials(self.settings, LiveAvatarCredentials, inline)
-        options: dict[str, Any] = (
-            {} if self.settings.pacers is None else {"pacers": self.settings.pacers}
-        )
-        self._client = await credentials.get_client(**options).__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._client is not None:
-            await self._client.__aexit__(*exc_info)
 
     async def conversations(
         self, query: TranscriptQuery
     ) -> AsyncIterator[RecordedConversation | Unreadable]:
-        client = self._client
-        if client is None:
-            raise RuntimeError("use the transcript reader inside 'async with'")
+        client = self.client
         read = 0
         spoken = 0
         async for session in client.iter_sessions("historic"):

@@ -9,9 +9,8 @@ before the next input, as a run reads it. Tags are the session metadata's ``tags
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-from prefect_sessions.seam.adapter import ConnectionSettings, resolve_credentials
+from prefect_sessions.seam.adapter import ConnectionSettings
 from prefect_sessions.seam.transcripts import (
     RecordedConversation,
     RecordedReply,
@@ -19,8 +18,7 @@ from prefect_sessions.seam.transcripts import (
     TranscriptQuery,
     Unreadable,
 )
-from prefect_sessions.vectara.client import VectaraClient
-from prefect_sessions.vectara.credentials import VectaraCredentials
+from prefect_sessions.vectara.adapter import VectaraAdapter
 from prefect_sessions.vectara.models import (
     AgentEvent,
     AgentOutputEvent,
@@ -63,36 +61,18 @@ def steps_from_events(events: list[AgentEvent]) -> tuple[RecordedStep, ...]:
     return tuple(steps)
 
 
-class VectaraTranscripts:
-    """Reads a Vectara agent's past sessions (the suite's ``agent_key``)."""
+class VectaraTranscripts(VectaraAdapter):
+    """Reads a Vectara agent's past sessions (the suite's ``agent_key``), on the client a run
+    of the suite would open."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
-        self.settings = settings
-        self.agent_key = str(settings.fields.get("agent_key") or "")
+        super().__init__(settings)
         self.notes: list[str] = []
-        self._client: VectaraClient | None = None
-
-    async def __aenter__(self) -> VectaraTranscripts:
-        def inline(options: dict[str, Any]) -> VectaraCredentials:
-            return VectaraCredentials(api_key=self.settings.api_key, **options)
-
-        credentials = await resolve_credentials(self.settings, VectaraCredentials, inline)
-        options: dict[str, Any] = (
-            {} if self.settings.pacers is None else {"pacers": self.settings.pacers}
-        )
-        self._client = await credentials.get_client(**options).__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._client is not None:
-            await self._client.__aexit__(*exc_info)
 
     async def conversations(
         self, query: TranscriptQuery
     ) -> AsyncIterator[RecordedConversation | Unreadable]:
-        client = self._client
-        if client is None:
-            raise RuntimeError("use the transcript reader inside 'async with'")
+        client = self.client
         read = 0
         async for session in client.list_sessions(self.agent_key, page_size=PAGE):
             if read >= query.limit:
