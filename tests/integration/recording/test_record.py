@@ -115,6 +115,14 @@ def test_voiceflow_selection_by_date_environment_and_count(tmp_path, capsys):
         assert main([*base, "--environment", "production"]) == 2
         assert main([*base, "--since", "yesterday"]) == 2
         assert "'yesterday' is not a date" in capsys.readouterr().err
+        # A tag is a transcript property (the Analytics API) or a report tag (legacy).
+        first = next(iter(emulator.state.voiceflow.transcripts.values()))
+        first.properties.append({"id": "p1", "name": "review", "value": "reviewed"})
+        assert main([*base, "--tag", "reviewed"]) == 0
+        assert len(_conversations(out)) == 1
+        emulator.state.voiceflow.legacy_projects.add("rec")
+        assert main([*base, "--tag", "reviewed"]) == 0
+        assert len(_conversations(out)) == 1
 
 
 def test_the_analytics_api_limit_is_found_by_its_429s(tmp_path, capsys):
