@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +13,10 @@ from pydantic import SecretStr
 from prefect_sessions.http import HttpClient, Pacer, RetryPolicy, SecretHeaderAuth
 from prefect_sessions.http.breaker import CircuitBreaker
 from prefect_sessions.http.pacers import reset_shared_pacers
+
+# What a run remembers across processes (the counts of large suites) goes to a directory of this
+# test session, never to the user's cache.
+os.environ.setdefault("PREFECT_SESSIONS_CACHE_DIR", tempfile.mkdtemp(prefix="prefect-sessions-"))
 
 #: Fixtures kept with their helpers: ``own_redis`` (a redis-server to stop and start).
 pytest_plugins = ["tests.support.own_redis"]

@@ -137,20 +137,25 @@ def write_json_report(
 
 def conversation_row(verdict: Verdict) -> dict[str, Any]:
     """A conversation's row of the per-conversation table: what a person scans, and what a later
-    run compares with."""
-    return {
-        "id": verdict.id,
-        "status": verdict.status,
-        "runs": f"{verdict.passes}/{verdict.runs} passed" if verdict.runs > 1 else "1",
-        "attempts": verdict.attempts,
-        "turns": verdict.turns,
-        "duration_ms": verdict.duration_ms,
-        "turn_p95_ms": verdict.turn_p95_ms,
-        "requests": verdict.requests,
-        "tags": ", ".join(verdict.tags),
-        "first_failure": _cut(verdict.reason or "", 300),
-        **({} if verdict.judge_score is None else {"judge_score": verdict.judge_score}),
-    }
+    run compares with (``id``, ``status``, ``judge_score``). Empty cells are left out (a run's
+    table holds a row per conversation: 100,000 of them for a large run)."""
+    row: dict[str, Any] = {"id": verdict.id, "status": verdict.status}
+    if verdict.runs > 1:
+        row["runs"] = f"{verdict.passes}/{verdict.runs} passed"
+    row.update(
+        attempts=verdict.attempts,
+        turns=verdict.turns,
+        duration_ms=verdict.duration_ms,
+        turn_p95_ms=verdict.turn_p95_ms,
+        requests=verdict.requests,
+    )
+    if verdict.tags:
+        row["tags"] = ", ".join(verdict.tags)
+    if verdict.reason:
+        row["first_failure"] = _cut(verdict.reason, 300)
+    if verdict.judge_score is not None:
+        row["judge_score"] = verdict.judge_score
+    return row
 
 
 def conversation_table_json(verdicts: Iterable[Verdict]) -> str:

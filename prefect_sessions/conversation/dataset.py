@@ -80,17 +80,42 @@ class Conversation:
     @functools.cached_property
     def fingerprint(self) -> str:
         """A hash of what the conversation does, so a resumed run can tell it is the same one
-        (tags and repeats select and count runs; they do not change what a run does)."""
-        what: list[Any] = [
-            self.id,
-            dict(self.variables),
-            [t.model_dump(mode="json") for t in self.turns],
-        ]
+        (tags and repeats select and count runs; they do not change what a run does).
+
+        The hash of ``json.dumps([id, variables, [turn, ...], ...], sort_keys=True)``, written
+        part by part (json.dumps joins a list's items with ``", "``): the text of a turn that
+        every row shares is made once, not once per row."""
+        parts = [_json(self.id), _json(dict(self.variables)), _json_list(self.turns)]
         if self.expect or self.simulate:  # so that the fingerprints of other suites stay
-            what.append([e.model_dump(mode="json") for e in self.expect])
-            what.append(None if self.simulate is None else self.simulate.model_dump(mode="json"))
-        body = json.dumps(what, sort_keys=True, default=str)
+            parts.append(_json_list(self.expect))
+            parts.append(
+                _json(None if self.simulate is None else self.simulate.model_dump(mode="json"))
+            )
+        body = "[" + ", ".join(parts) + "]"
         return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+#: The JSON text of turns and expectations, by the object (kept alive with it, so an id is never
+#: reused): those a suite's rows share are written once. Bounded: templated ones pass through.
+_PART_TEXT: dict[int, tuple[object, str]] = {}
+_PART_TEXT_MAX = 4096
+
+
+def _json_list(items: tuple[Turn, ...] | tuple[Expectation, ...]) -> str:
+    texts = []
+    for item in items:
+        known = _PART_TEXT.get(id(item))
+        if known is None or known[0] is not item:
+            if len(_PART_TEXT) >= _PART_TEXT_MAX:
+                _PART_TEXT.clear()
+            known = (item, _json(item.model_dump(mode="json")))
+            _PART_TEXT[id(item)] = known
+        texts.append(known[1])
+    return "[" + ", ".join(texts) + "]"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -5,6 +5,7 @@ once, so that a run finds every problem before any request is sent.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,50 @@ MAX_SUITE_BYTES = 5 * 1024 * 1024
 _EXPANDED: dict[tuple[object, ...], tuple[int, int]] = {}
 _EXPANDED_KEPT = 8
 _EXPANDED_LOCK = threading.Lock()
+
+#: A suite this large is remembered across processes too (a resumed run is a new process, and
+#: expanding 100,000 rows to check them again takes seconds): in the cache directory, under the
+#: hash of what the expansion depends on. Smaller suites expand faster than a file is read.
+REMEMBERED_FROM = 5_000
+
+
+def _cache_dir() -> Path:
+    """``$PREFECT_SESSIONS_CACHE_DIR``, else ``$XDG_CACHE_HOME/prefect-sessions``, else
+    ``~/.cache/prefect-sessions``."""
+    given = os.environ.get("PREFECT_SESSIONS_CACHE_DIR")
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "prefect-sessions"
+
+
+def _remembered_file(key: tuple[object, ...]) -> Path:
+    name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    return _cache_dir() / "expanded" / f"{name}.json"
+
+
+def _remembered(key: tuple[object, ...]) -> tuple[int, int] | None:
+    """Counts an earlier process found for the same suite, datasets and selection; an
+    unreadable or odd file is ignored (the suite is then expanded)."""
+    try:
+        data = json.loads(_remembered_file(key).read_text(encoding="utf-8"))
+        counts = (int(data["conversations"]), int(data["runs"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return counts if counts[0] > 0 and counts[1] >= counts[0] else None
+
+
+def _remember(key: tuple[object, ...], counts: tuple[int, int]) -> None:
+    path = _remembered_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(
+            json.dumps({"conversations": counts[0], "runs": counts[1]}), encoding="utf-8"
+        )
+        temporary.replace(path)
+    except OSError:
+        pass  # only a shortcut: the next process expands the suite again
 
 
 def load_suite(
@@ -74,6 +119,7 @@ def load_suite(
     expanded = _expansion_key(loaded, raw)
     with _EXPANDED_LOCK:
         counts = _EXPANDED.get(expanded) if expanded is not None else None
+    remembered = counts is None and expanded is not None and bool(counts := _remembered(expanded))
     if counts is not None:
         loaded.conversation_count, loaded.run_count = counts
     else:
@@ -81,10 +127,14 @@ def load_suite(
     if problems:
         raise SuiteError(source, problems)
     if expanded is not None:
+        counts = (loaded.conversation_count, loaded.run_count)
         with _EXPANDED_LOCK:
             while len(_EXPANDED) >= _EXPANDED_KEPT:
                 del _EXPANDED[next(iter(_EXPANDED))]
-            _EXPANDED[expanded] = (loaded.conversation_count, loaded.run_count)
+            known = _EXPANDED.get(expanded)
+            _EXPANDED[expanded] = counts
+        if known is None and not remembered and counts[0] >= REMEMBERED_FROM:
+            _remember(expanded, counts)
     return loaded
 
 

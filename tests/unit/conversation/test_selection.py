@@ -178,3 +178,32 @@ def test_a_suite_is_expanded_once_per_process_until_it_or_its_dataset_changes(
     with pytest.raises(SuiteError, match="tag 'bad!tag'"):
         load_suite(suite, environ=ENV)
     assert len(expanded) == 3
+
+
+def test_a_large_suite_is_remembered_by_the_next_process(suite, tmp_path, monkeypatch):
+    """A resumed run is a new process: the counts of a large suite come from the cache
+    directory, keyed by the bytes of the suite and its datasets, instead of a new expansion."""
+    from prefect_sessions.conversation import suite_file
+
+    expanded: list[str] = []
+    real = suite_file._expansion_problems
+
+    def counting(loaded, source):
+        expanded.append(source)
+        return real(loaded, source)
+
+    monkeypatch.setattr(suite_file, "_expansion_problems", counting)
+    monkeypatch.setattr(suite_file, "REMEMBERED_FROM", 1)
+    monkeypatch.setenv("PREFECT_SESSIONS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(suite_file, "_EXPANDED", {})
+    first = load_suite(suite, environ=ENV)
+    monkeypatch.setattr(suite_file, "_EXPANDED", {})  # as in a new process
+    again = load_suite(suite, environ=ENV)
+    assert len(expanded) == 1
+    assert (again.conversation_count, again.run_count) == (first.conversation_count, 9)
+    assert len(list((tmp_path / "cache" / "expanded").iterdir())) == 1
+    (tmp_path / "rows.csv").write_text("user,tags\nu1,bad!tag\n")  # other bytes: expanded
+    monkeypatch.setattr(suite_file, "_EXPANDED", {})
+    with pytest.raises(SuiteError, match="tag 'bad!tag'"):
+        load_suite(suite, environ=ENV)
+    assert len(expanded) == 2
