@@ -156,7 +156,7 @@ async def search(projectID: str, request: Request) -> Response:
         t
         for t in state.voiceflow.transcripts.values()
         if t.project_id == projectID
-        and t.logs
+        and t.has_logs
         and (start is None or t.created >= start)
         and (end is None or t.created <= end)
         and body.get("sessionID") in (None, t.session_id)
@@ -175,14 +175,11 @@ def _transcript(request: Request, transcript_id: str) -> Transcript:
     return found
 
 
-def _entry_data(data: str, unredacted: bool) -> str:
-    if unredacted:
+def _entry_data(data: dict[str, Any] | str, unredacted: bool) -> str:
+    """An entry's ``data`` as the API sends it: JSON text (a raw entry as it was kept)."""
+    if isinstance(data, str):
         return data
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return data  # a log kept broken is served as it is
-    return json.dumps(_redacted(parsed), separators=(",", ":"))
+    return json.dumps(data if unredacted else _redacted(data), separators=(",", ":"))
 
 
 async def get_transcript(transcriptID: str, request: Request) -> Response:
@@ -195,7 +192,7 @@ async def get_transcript(transcriptID: str, request: Request) -> Response:
             "createdAt": _iso(at),
             "updatedAt": _iso(at),
         }
-        for kind, data, at in transcript.logs
+        for kind, data, at in transcript.entries()
     ]
     return JSONResponse({"transcript": {**_summary(transcript), "history": [], "logs": logs}})
 
@@ -213,7 +210,7 @@ async def legacy_list(projectID: str, request: Request) -> Response:
         t
         for t in reversed(state.voiceflow.transcripts.values())
         if t.project_id == projectID
-        and t.logs
+        and t.has_logs
         and (start is None or t.created >= start)
         and (end is None or t.created <= end)
         and (tag is None or any(p.get("value") == tag for p in t.properties))
@@ -241,8 +238,8 @@ async def legacy_dialog(projectID: str, transcriptID: str, request: Request) -> 
     offset = _int(request, "offset", 0, 0, 10**9)
     turns = []
     turn_id = ""
-    for number, (kind, data, at) in enumerate(transcript.logs):
-        entry = json.loads(data)
+    for number, (kind, data, at) in enumerate(transcript.entries()):
+        entry = data if isinstance(data, dict) else {"type": "unknown", "payload": data}
         if kind == "action":
             turn_id = f"{transcript.id}-{number}"
             form = "launch" if entry.get("type") == "launch" else "request"

@@ -15,7 +15,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -98,8 +98,9 @@ def _iso(seconds: float) -> str:
 
 @dataclass
 class Transcript:
-    """One session's transcript as the Analytics API keeps it: a log entry per user action and
-    per trace, each entry's ``data`` kept as the JSON text the API sends."""
+    """One session's transcript as the Analytics API keeps it: each turn as it happened (the
+    user's action, the agent's turn, the variables it changed), made into log entries only when
+    it is read, so that a load run pays an append per turn, not the traces' JSON."""
 
     id: str
     session_id: str
@@ -107,12 +108,37 @@ class Transcript:
     environment_id: str
     created: float
     updated: float
-    logs: list[tuple[str, str, float]] = field(default_factory=list)
+    turns: list[tuple[dict[str, Any], Turn, dict[str, tuple[Any, Any]], float]] = field(
+        default_factory=list
+    )
+    #: Entries kept as given (``(kind, data as JSON text, time)``): a transcript imported or
+    #: damaged, as a test may make one.
+    raw_logs: list[tuple[str, str, float]] = field(default_factory=list)
     properties: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, kind: str, data: Any, now: float) -> None:
-        self.logs.append((kind, json.dumps(data, separators=(",", ":")), now))
-        self.updated = now
+    @property
+    def has_logs(self) -> bool:
+        return bool(self.turns or self.raw_logs)
+
+    def entries(self) -> Iterator[tuple[str, dict[str, Any] | str, float]]:
+        """``(kind, data, time)``: an ``action`` per user action, a ``trace`` per trace (and a
+        ``log`` trace of kind ``step.set`` for the variables a turn changed); ``data`` is an
+        object, or the text of a raw entry."""
+        for action, turn, changed, at in self.turns:
+            yield "action", action, at
+            for trace in turn_traces(turn, completion_events=False, excluded=("debug",)):
+                yield "trace", trace, at
+            if changed:
+                message = {
+                    "changedVariables": {
+                        name: {"before": before, "after": after}
+                        for name, (before, after) in changed.items()
+                    }
+                }
+                log = {"kind": "step.set", "level": "info", "message": message}
+                yield "trace", {"type": "log", "payload": log}, at
+        for kind, text, at in self.raw_logs:
+            yield kind, text, at
 
 
 @dataclass
@@ -157,30 +183,19 @@ class VoiceflowStore:
         key: tuple[str, str],
         environment: str,
         action: dict[str, Any],
-        traces: list[dict[str, Any]],
-        changed: Mapping[str, tuple[Any, Any]],
+        turn: Turn,
+        changed: dict[str, tuple[Any, Any]],
     ) -> None:
-        """Log one turn: the action, what the agent said, and a ``log`` trace naming the
-        variables it changed (the runtime's ``step.set`` log, with before and after)."""
+        """Log one turn in the user's open transcript (a launch after other turns opens a new
+        one, as a new conversation)."""
         if action.get("type") == "launch" and key in self.open_transcripts:
             transcript = self.transcripts.get(self.open_transcripts[key])
-            if transcript is not None and transcript.logs:
+            if transcript is not None and transcript.has_logs:
                 self.new_transcript(key[0], environment, key[1])
         transcript = self.transcript_of(key, environment)
         now = time.time()
-        transcript.add("action", action, now)
-        for trace in traces:
-            if trace["type"] not in ("debug", "completion"):
-                transcript.add("trace", trace, now)
-        if changed:
-            message = {
-                "changedVariables": {
-                    name: {"before": before, "after": after}
-                    for name, (before, after) in changed.items()
-                }
-            }
-            log = {"kind": "step.set", "level": "info", "message": message}
-            transcript.add("trace", {"type": "log", "payload": log}, now)
+        transcript.turns.append((action, turn, changed, now))
+        transcript.updated = now
 
     def environments(self, project_id: str) -> tuple[str, ...]:
         if project_id in self.legacy_projects:
@@ -517,11 +532,9 @@ async def v4_traces(request: Request, *, streaming: bool) -> list[dict[str, Any]
     turn, _, config, changed = run_turn(state, key, body)
     # Completion events are a streaming feature: a JSON answer carries whole text traces.
     completion = streaming and config.get("completionEvents") is True
-    traces = turn_traces(turn, completion_events=completion, excluded=_excluded(config))
     # The transcript keeps every trace the turn made, whatever this answer excluded.
-    logged = turn_traces(turn, completion_events=False, excluded=())
-    state.voiceflow.log_turn(key, session.environment, body["action"], logged, changed)
-    return traces
+    state.voiceflow.log_turn(key, session.environment, body["action"], turn, changed)
+    return turn_traces(turn, completion_events=completion, excluded=_excluded(config))
 
 
 async def interact(request: Request) -> Response:
@@ -588,8 +601,7 @@ async def legacy_interact(userID: str, request: Request) -> Response:
     turn, user_state, config, changed = run_turn(state, key, body, allow_request_alias=True)
     traces = turn_traces(turn, completion_events=False, excluded=_excluded(config))
     action = body.get("action") or body.get("request")
-    logged = turn_traces(turn, completion_events=False, excluded=())
-    state.voiceflow.log_turn(key, "production", action, logged, changed)
+    state.voiceflow.log_turn(key, "production", action, turn, changed)
     if request.query_params.get("verbose") == "true":
         return JSONResponse({"trace": traces, "state": user_state, "action": action})
     return JSONResponse(traces)

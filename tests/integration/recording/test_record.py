@@ -78,7 +78,7 @@ def test_voiceflow_transcripts_are_redacted_folded_and_bad_ones_skipped(tmp_path
     with run_emulator() as emulator:
         suite = _voiceflow(emulator, tmp_path)
         broken = Transcript("f" * 24, "user-x", "rec", "main", 1.0, 1.0)
-        broken.logs.append(("action", "{not json", 1.0))
+        broken.raw_logs.append(("action", "{not json", 1.0))
         emulator.state.voiceflow.transcripts[broken.id] = broken
         out = tmp_path / "out.yaml"
         assert main(["record", "--suite", str(suite), "--out", str(out)]) == 0
