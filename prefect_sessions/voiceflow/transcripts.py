@@ -13,6 +13,7 @@ Every request goes through the engine, paced against the transcripts host's own 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
@@ -34,6 +35,9 @@ from prefect_sessions.voiceflow.models import Trace, TurnResult, parse_trace
 
 PAGE = 100
 LEGACY_PAGE = 1000
+#: Transcripts fetched at once: a real API answers in a tenth of a second or more, and 10,000
+#: transcripts one by one would take half an hour.
+FETCHES_IN_FLIGHT = 8
 
 
 class UnreadableLog(ValueError):
@@ -209,14 +213,17 @@ class VoiceflowTranscripts:
         skip = 0
         page = first
         while True:
-            for summary in page:
-                if read >= query.limit:
-                    return
-                if not _tagged(summary.get("properties"), query.tag):
-                    continue
-                item = await self._one(str(summary.get("id")), query, summary)
-                read += isinstance(item, RecordedConversation)
-                yield item
+            wanted = [s for s in page if _tagged(s.get("properties"), query.tag)]
+            while wanted and read < query.limit:
+                # A few fetches in flight (the engine paces them), yielded in the search's order.
+                batch = wanted[: min(FETCHES_IN_FLIGHT, query.limit - read)]
+                wanted = wanted[len(batch) :]
+                items = await asyncio.gather(
+                    *(self._one(str(s.get("id")), query, s) for s in batch)
+                )
+                for item in items:
+                    read += isinstance(item, RecordedConversation)
+                    yield item
             if len(page) < PAGE or read >= query.limit:
                 return
             skip += PAGE
