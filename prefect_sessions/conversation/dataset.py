@@ -133,10 +133,11 @@ _DICT_NAMES = frozenset(dir(dict))
 @functools.lru_cache(maxsize=1024)
 def _row_fields(text: str) -> tuple[str, ...] | None:
     """The row fields a template puts in its text, when that is all it does; None when Jinja
-    must render it (any other expression, a block, a comment, a name a dict has as an attribute,
-    or text Jinja rewrites: a carriage return, a trailing newline)."""
-    if "{%" in text or "{#" in text or "\r" in text or text.endswith("\n"):
-        return None
+    must render it (any other expression, a block, a comment, a brace before an expression, a
+    name a dict has as an attribute, or text Jinja rewrites: a carriage return, a trailing
+    newline)."""
+    if "{%" in text or "{#" in text or "{{{" in text or "\r" in text or text.endswith("\n"):
+        return None  # "{{{": Jinja reads "{{" then "{...", not "{" then "{{...}}"
     if "{{" in _ROW_FIELD.sub("", text):
         return None
     names = tuple(_ROW_FIELD.findall(text))

@@ -48,6 +48,7 @@ def ours(text: str, row: dict) -> str | type[Exception]:
 @example(text="hi {{ row.user }}\n", row={"user": "u"})  # Jinja drops a trailing newline
 @example(text="a\r\n{{ row.user }}", row={"user": "u"})  # and writes \r\n as \n
 @example(text="{{ row.items }}", row={"items": "i"})  # a dict's method, as Jinja reads it
+@example(text="{{{row.order}}", row={"order": None})  # "{{" then "{row...": a syntax error
 @given(
     text=st.lists(pieces, min_size=1, max_size=5).map("".join),
     row=st.dictionaries(st.sampled_from(NAMES[:-1]), values, max_size=6),
