@@ -35,6 +35,12 @@ ALL_EXPECTATIONS = frozenset(EXPECTATION_KINDS)
 TEXT_EXPECTATIONS = ALL_EXPECTATIONS - {"variable", "button"}
 
 
+def imported(name: str) -> Any:
+    """The object ``"module:attribute"`` names, its module imported now."""
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 class Imported(Generic[T]):
     """A field that holds an object, or ``"module:attribute"`` naming it, imported on first read.
 
@@ -55,8 +61,7 @@ class Imported(Generic[T]):
             raise AttributeError("no default")  # dataclasses ask the class for a default
         value = getattr(holder, self._attribute)
         if isinstance(value, str):
-            module, _, attribute = value.partition(":")
-            value = getattr(importlib.import_module(module), attribute)
+            value = imported(value)
             object.__setattr__(holder, self._attribute, value)
         return cast(T, value)
 
@@ -101,8 +106,7 @@ class Provider:
         """The reader of its past conversations, imported on first use; ``None`` if it has none."""
         if self.transcripts is None:
             return None
-        module, _, attribute = self.transcripts.partition(":")
-        return cast("TranscriptReaderFactory", getattr(importlib.import_module(module), attribute))
+        return cast("TranscriptReaderFactory", imported(self.transcripts))
 
     def requests_for(
         self, turns: Sequence[Turn], *, cleanup: bool, reads_variables: bool = False
