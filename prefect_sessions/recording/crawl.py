@@ -73,8 +73,7 @@ def path_id(path: Sequence[str]) -> str:
 
 
 def _recorded(kind: str, value: Any, reply: Reply) -> RecordedStep:
-    buttons = tuple(b for b in reply.buttons if b not in reply.links)
-    return RecordedStep(kind, value, RecordedReply(tuple(reply.messages), buttons))
+    return RecordedStep(kind, value, RecordedReply(tuple(reply.messages), tuple(reply.choices)))
 
 
 class _Crawler:
@@ -91,8 +90,8 @@ class _Crawler:
         ignored = tuple(prefix.casefold() for prefix in self.limits.ignore)
         return [
             label
-            for label in dict.fromkeys(reply.buttons)  # each label once, in order
-            if label not in reply.links and not label.casefold().startswith(ignored)
+            for label in dict.fromkeys(reply.choices)  # each label once, in order
+            if not label.casefold().startswith(ignored)
         ]
 
     def leaf(self, reply: Reply) -> bool:

@@ -101,7 +101,7 @@ def _rewrite(
 ) -> None:
     """Rewrite one turn's ``expect`` list (a round-trip sequence) from its answer, in place."""
     reply = answered.reply
-    offered = [b for b in reply.buttons if b not in reply.links]
+    offered = reply.choices
     keep: list[Any] = []
     has_similar = False
     buttons_seen: set[str] = set()

@@ -58,6 +58,11 @@ class Reply(BaseModel):
     def text(self) -> str:
         return "\n".join(self.messages)
 
+    @property
+    def choices(self) -> list[str]:
+        """Its buttons a user can press: those that do not open a web page."""
+        return [label for label in self.buttons if label not in self.links]
+
 
 class VariableCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
