@@ -217,15 +217,15 @@ def _row_tags(row: Mapping[str, Any]) -> tuple[str, ...]:
     return tags
 
 
-def _templated(value: Any) -> bool:
-    """Whether any string of ``value`` (a dumped turn, expectation or simulated user) is a
+def templated(value: Any) -> bool:
+    """Whether any string of ``value`` (a dumped spec, turn, expectation or simulated user) is a
     template."""
     if isinstance(value, str):
         return _is_template(value)
     if isinstance(value, list | tuple):
-        return any(_templated(item) for item in value)
+        return any(templated(item) for item in value)
     if isinstance(value, dict):
-        return any(_templated(item) for item in value.values())
+        return any(templated(item) for item in value.values())
     return False
 
 
@@ -243,7 +243,7 @@ class _Parts:
     def of(cls, spec: ConversationSpec) -> _Parts:
         def part(model: Any) -> Any:
             dumped = model.model_dump(mode="python")
-            return dumped if _templated(dumped) else model
+            return dumped if templated(dumped) else model
 
         return cls(
             turns=tuple(part(turn) for turn in spec.turns),

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import difflib
 import io
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefect_sessions.conversation.dataset import templated
 from prefect_sessions.conversation.suite import ConversationSpec, LoadedSuite
 from prefect_sessions.errors import ConfigurationError, PrefectSessionsError
 from prefect_sessions.recording.replay import Answered, replay
@@ -70,10 +70,6 @@ class Update:
             f"updated {self.conversations} conversations: {self.added} expectations added, "
             f"{self.changed} changed, {len(self.removed)} removed"
         )
-
-
-def _templated(spec: ConversationSpec) -> bool:
-    return "{{" in json.dumps(spec.model_dump(mode="json"), default=str)
 
 
 def _flow(mapping: dict[str, Any]) -> Any:
@@ -198,7 +194,7 @@ async def update_expectations(
     for index, spec in enumerate(loaded.suite.conversations):
         if not loaded.selection.takes(spec.id, spec.tags):
             continue
-        if spec.dataset or spec.simulate is not None or _templated(spec):
+        if spec.dataset or spec.simulate is not None or templated(spec.model_dump()):
             update.left.append(spec.id)
             continue
         specs.append((index, spec))
