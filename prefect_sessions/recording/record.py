@@ -109,12 +109,12 @@ async def record(
         "then commit it. Each conversation's ID is the hash of what happened in it."
     )
     suite = {"name": name, **source.suite_fields, "embeddings": "offline"}
-    text = suite_yaml(header, suite, [entry for _, entry, _ in ordered])
-    # Say where each conversation came from, above it (its source IDs, newest first).
-    for _, entry, sources in ordered:
-        shown = ", ".join(sources[:5]) + (
-            f" and {len(sources) - 5} more" if len(sources) > 5 else ""
-        )
-        text = text.replace(f"- id: {entry['id']}\n", f"# from {shown}\n- id: {entry['id']}\n", 1)
-    made.text = text
+    # Where each conversation came from, above it: its source IDs, in the order read.
+    sources = {
+        entry["id"]: "from "
+        + ", ".join(ids[:5])
+        + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        for _, entry, ids in ordered
+    }
+    made.text = suite_yaml(header, suite, [entry for _, entry, _ in ordered], sources)
     return made

@@ -84,12 +84,18 @@ _Dumper.add_representer(Flow, _flow_map)
 _Dumper.add_representer(FlowList, _flow_list)
 
 
+#: How a conversation's first line starts in the dumped suite (a list item at column 0).
+_ID_LINE = "- id: "
+
+
 def suite_yaml(
     header: str,
     suite: Mapping[str, Any],
     conversations: list[dict[str, Any]],
+    comments: Mapping[str, str] | None = None,
 ) -> str:
-    """The suite's YAML: a comment header, its settings, then its conversations."""
+    """The suite's YAML: a comment header, its settings, then its conversations, each with the
+    comment ``comments`` holds for its ID (if any) above it."""
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     body = yaml.dump(
         {**suite, "conversations": conversations},
@@ -98,4 +104,16 @@ def suite_yaml(
         allow_unicode=True,
         width=100,
     )
+    if comments:
+        lines = []
+        for line in body.splitlines(keepends=True):
+            said = (
+                comments.get(line[len("- id: ") :].rstrip("\n"))
+                if line.startswith("- id: ")
+                else None
+            )
+            if said is not None:
+                lines.append(f"# {said}\n")
+            lines.append(line)
+        body = "".join(lines)
     return comment + body

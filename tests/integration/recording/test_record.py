@@ -5,6 +5,7 @@ be read) and its legacy transcripts API, Vectara's session events, LiveAvatar's 
 from __future__ import annotations
 
 import asyncio
+import re
 import textwrap
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def test_voiceflow_transcripts_are_redacted_folded_and_bad_ones_skipped(tmp_path
         text = out.read_text(encoding="utf-8")
         assert "ada@example.com" not in text
         assert "mail me at [EMAIL], refund" in text
+        # Above each conversation, where it came from: both transcripts of the folded one.
+        assert re.search(r"\n# from \w{24}, \w{24}\n- id: rec-\w{12}\n", text)
         load_suite(out)  # a valid suite
 
         unredacted = tmp_path / "unredacted.yaml"
