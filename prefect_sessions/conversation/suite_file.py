@@ -119,7 +119,9 @@ def load_suite(
     expanded = _expansion_key(loaded, raw)
     with _EXPANDED_LOCK:
         counts = _EXPANDED.get(expanded) if expanded is not None else None
-    remembered = counts is None and expanded is not None and bool(counts := _remembered(expanded))
+    if counts is None and expanded is not None:
+        counts = _remembered(expanded)
+    expanding = counts is None  # neither this process nor an earlier one has counted it
     if counts is not None:
         loaded.conversation_count, loaded.run_count = counts
     else:
@@ -131,9 +133,8 @@ def load_suite(
         with _EXPANDED_LOCK:
             while len(_EXPANDED) >= _EXPANDED_KEPT:
                 del _EXPANDED[next(iter(_EXPANDED))]
-            known = _EXPANDED.get(expanded)
             _EXPANDED[expanded] = counts
-        if known is None and not remembered and counts[0] >= REMEMBERED_FROM:
+        if expanding and counts[0] >= REMEMBERED_FROM:
             _remember(expanded, counts)
     return loaded
 
