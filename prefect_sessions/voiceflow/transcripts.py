@@ -181,13 +181,17 @@ class VoiceflowTranscripts:
             options["pacers"] = self.settings.pacers
         analytics, legacy = credentials.transcript_urls()
         self._analytics = await credentials.transcripts_http(analytics, **options).__aenter__()
-        self._legacy = await credentials.transcripts_http(legacy, **options).__aenter__()
+        self._legacy = (
+            self._analytics  # one host serves both (the emulator, a private cloud)
+            if legacy == analytics
+            else await credentials.transcripts_http(legacy, **options).__aenter__()
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         for http in (self._analytics, self._legacy):
             if http is not None:
-                await http.aclose()
+                await http.aclose()  # closing the one shared client twice does nothing
 
     @property
     def http(self) -> tuple[HttpClient, HttpClient]:
