@@ -285,14 +285,15 @@ async def _create_table_text(rows_json: str, key: str, description: str) -> None
 
     task_run = TaskRunContext.get()
     flow_run = FlowRunContext.get()
-    head = {
+    artifact = {
         "type": "table",
         "key": key,
         "description": description,
         "task_run_id": str(task_run.task_run.id) if task_run else None,
         "flow_run_id": str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else None,
+        "data": rows_json,
     }
-    body = json.dumps({**head, "data": rows_json}).encode()
+    body = json.dumps(artifact).encode()
     async with get_client() as client:
         # The client's own session: its auth, its base URL and its retries.
         response = await client._client.post(

@@ -10,17 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, time, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from prefect_sessions.cli.exits import EXIT_INVALID, EXIT_PASSED, EXIT_STOPPED
 from prefect_sessions.cli.validate import load_or_report
 from prefect_sessions.conversation.selection import selection_of
 from prefect_sessions.errors import AuthenticationError, ConfigurationError, ProviderError
-
-T = TypeVar("T")
 
 
 def _say(command: str, line: str) -> None:
@@ -55,9 +53,9 @@ def _writable(path: str, force: bool) -> Path:
     return out
 
 
-def _guarded(command: str, work: Callable[[], Awaitable[int]]) -> int:
+def _guarded(command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
     try:
-        return asyncio.run(_call(work))
+        return asyncio.run(work())
     except AuthenticationError as exc:
         _say(command, f"the provider refused the credentials: {exc}")
         return EXIT_INVALID
@@ -67,10 +65,6 @@ def _guarded(command: str, work: Callable[[], Awaitable[int]]) -> int:
     except ConfigurationError as exc:
         _say(command, str(exc))
         return EXIT_INVALID
-
-
-async def _call(work: Callable[[], Awaitable[int]]) -> int:
-    return await work()
 
 
 def record_command(args: argparse.Namespace) -> int:
