@@ -154,19 +154,27 @@ def test_only_the_templated_parts_are_rendered_for_each_row(suite, tmp_path):
     assert refunds[0].turns[1] is not refunds[1].turns[1]
 
 
-def test_a_suite_is_expanded_once_per_process_until_it_or_its_dataset_changes(
-    suite, tmp_path, monkeypatch
-):
+@pytest.fixture
+def expanded(monkeypatch) -> list[str]:
+    """The suites expanded (to check and count them) while a test runs, in order."""
     from prefect_sessions.conversation import suite_file
 
-    expanded: list[str] = []
+    seen: list[str] = []
     real = suite_file._expansion_problems
 
     def counting(loaded, source):
-        expanded.append(source)
+        seen.append(source)
         return real(loaded, source)
 
     monkeypatch.setattr(suite_file, "_expansion_problems", counting)
+    return seen
+
+
+def test_a_suite_is_expanded_once_per_process_until_it_or_its_dataset_changes(
+    suite, tmp_path, monkeypatch, expanded
+):
+    from prefect_sessions.conversation import suite_file
+
     monkeypatch.setattr(suite_file, "_EXPANDED", {})
     first = load_suite(suite, environ=ENV)
     again = load_suite(suite, environ=ENV)
@@ -180,19 +188,11 @@ def test_a_suite_is_expanded_once_per_process_until_it_or_its_dataset_changes(
     assert len(expanded) == 3
 
 
-def test_a_large_suite_is_remembered_by_the_next_process(suite, tmp_path, monkeypatch):
+def test_a_large_suite_is_remembered_by_the_next_process(suite, tmp_path, monkeypatch, expanded):
     """A resumed run is a new process: the counts of a large suite come from the cache
     directory, keyed by the bytes of the suite and its datasets, instead of a new expansion."""
     from prefect_sessions.conversation import suite_file
 
-    expanded: list[str] = []
-    real = suite_file._expansion_problems
-
-    def counting(loaded, source):
-        expanded.append(source)
-        return real(loaded, source)
-
-    monkeypatch.setattr(suite_file, "_expansion_problems", counting)
     monkeypatch.setattr(suite_file, "REMEMBERED_FROM", 1)
     monkeypatch.setenv("PREFECT_SESSIONS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(suite_file, "_EXPANDED", {})
