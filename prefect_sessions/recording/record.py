@@ -54,14 +54,14 @@ def _redacted(step: RecordedStep) -> RecordedStep:
     return replace(step, value=value, reply=clean)
 
 
-def conversation_entry(
-    recorded: RecordedConversation, threshold: float
-) -> tuple[str, dict[str, Any]]:
-    """A recorded conversation as a suite conversation, and its stable ID."""
-    key = "rec-" + fingerprint(recorded.steps)[:12]
-    entry: dict[str, Any] = {"id": key, "tags": FlowList(["recorded"])}
-    entry["turns"] = [turn(step, threshold) for step in recorded.steps]
-    return key, entry
+def conversation_entry(recorded: RecordedConversation, threshold: float) -> dict[str, Any]:
+    """A recorded conversation as a suite conversation, its ID stable (``rec-`` and the hash of
+    its steps)."""
+    return {
+        "id": "rec-" + fingerprint(recorded.steps)[:12],
+        "tags": FlowList(["recorded"]),
+        "turns": [turn(step, threshold) for step in recorded.steps],
+    }
 
 
 async def record(
@@ -90,7 +90,8 @@ async def record(
                 continue
             if not query.unredacted:
                 item = replace(item, steps=tuple(_redacted(s) for s in item.steps))
-            key, entry = conversation_entry(item, threshold)
+            entry = conversation_entry(item, threshold)
+            key = entry["id"]
             if key in entries:
                 made.folded += 1
                 entries[key][2].append(item.source_id)
