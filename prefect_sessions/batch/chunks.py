@@ -36,7 +36,12 @@ from pydantic import SecretStr
 
 from prefect_sessions.batch.estimate import conversation_requests
 from prefect_sessions.conversation.budget import BudgetGuard
-from prefect_sessions.conversation.dataset import Conversation, iter_runs
+from prefect_sessions.conversation.dataset import (
+    FINGERPRINT_PREFIX,
+    Conversation,
+    PlannedRun,
+    iter_planned,
+)
 from prefect_sessions.conversation.judging import Judge, open_judge
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.runner import RunCounters, run_conversations
@@ -251,7 +256,7 @@ def _chunks(conversations: Iterator[Conversation], size: int) -> Iterator[list[C
 
 
 #: A resumed run holds up to this many of the conversations it has left from its counting pass,
-#: so that it need not expand the suite a second time (a resume usually has few left).
+#: so that it need not walk the suite a second time (a resume usually has few left).
 HELD_FROM_COUNTING = 2_000
 
 
@@ -267,25 +272,35 @@ class _Plan:
     def of(cls, loaded: LoadedSuite, share: Share, store: ResultStore) -> _Plan:
         finished = store.finished()
 
-        def mine() -> Iterator[Conversation]:
-            for position, conversation in enumerate(iter_runs(loaded)):
+        def mine() -> Iterator[PlannedRun]:
+            for position, planned in enumerate(iter_planned(loaded)):
                 if share.holds(position):
-                    yield conversation
+                    yield planned
+
+        def done(planned: PlannedRun) -> bool:
+            earlier = finished.get(planned.key)
+            if earlier is None or earlier == planned.fingerprint:
+                return earlier is not None
+            # A run an earlier version started holds the older fingerprint of the templated
+            # turns: template this one to compare.
+            legacy = not earlier.startswith(FINGERPRINT_PREFIX)
+            return legacy and earlier == planned.conversation().legacy_fingerprint
 
         total = share.size(loaded.run_count)
         if not finished:
-            return cls(total=total, resumed=0, to_run=mine())
-        # Only a resumed run needs the pass that counts what is already done; what is left is
+            return cls(total=total, resumed=0, to_run=(p.conversation() for p in mine()))
+        # Only a resumed run needs the pass that counts what is already done. It templates no
+        # turn of what is done (the fingerprint is the spec's and the row's); what is left is
         # kept from it when it is small, else taken from a second pass.
-        resumed, left = 0, list[Conversation]()
-        for conversation in mine():
-            if finished.get(conversation.key) == conversation.fingerprint:
+        resumed, left = 0, list[PlannedRun]()
+        for planned in mine():
+            if done(planned):
                 resumed += 1
             elif len(left) <= HELD_FROM_COUNTING:
-                left.append(conversation)
+                left.append(planned)
         if len(left) <= HELD_FROM_COUNTING:
-            return cls(total=total, resumed=resumed, to_run=iter(left))
-        to_run = (c for c in mine() if finished.get(c.key) != c.fingerprint)
+            return cls(total=total, resumed=resumed, to_run=(p.conversation() for p in left))
+        to_run = (p.conversation() for p in mine() if not done(p))
         return cls(total=total, resumed=resumed, to_run=to_run)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,36 @@ def run_key_of(conversation_id: str, repetition: int, repeats: int) -> str:
 def _key_of(seen: dict[str, Any]) -> str:
     """The run key of a results line read as JSON."""
     return run_key_of(str(seen["id"]), int(seen.get("repetition", 1)), int(seen.get("repeats", 1)))
+
+
+#: The first fields of a results line as :class:`ConversationResult` writes them, in order:
+#: what :meth:`ResultStore.finished` needs, read without parsing the turns after them (a third
+#: of the time of parsing the line; resuming 100,000 lines reads 150 MB).
+_HEAD = re.compile(
+    rb'\{"id":"((?:[^"\\]|\\.)*)","status":"([a-z]+)",.*?,"fingerprint":"((?:[^"\\]|\\.)*)",'
+    rb'"tags":\[[^\]]*\],"repetition":([0-9]+),"repeats":([0-9]+),'
+)
+
+
+def _finished_head(line: bytes) -> tuple[str, str, str] | None:
+    """A line's run key, status and fingerprint; None when the line is not whole."""
+    head = _HEAD.match(line)
+    # Whole, and one line: a line a kill cut has no end, and the next one appended after it
+    # joins it (two heads in one line, where JSON would refuse both).
+    if head is not None and line.endswith(b"}\n") and line.count(b'{"id":"') == 1:
+        conversation_id, status, fingerprint = _text(head[1]), head[2], _text(head[3])
+        key = run_key_of(conversation_id, int(head[4]), int(head[5]))
+        return key, status.decode(), fingerprint
+    try:  # any other writing of a line (an older version's, a tool's): read as JSON
+        seen = json.loads(line)
+        return _key_of(seen), str(seen["status"]), str(seen.get("fingerprint", ""))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _text(raw: bytes) -> str:
+    """A JSON string's text, from between its quotes."""
+    return json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
 
 
 class TurnRecord(BaseModel):
@@ -168,16 +199,18 @@ class ResultStore:
         """``{run key: fingerprint}`` of conversation runs that reached a verdict (passed or
         failed). Errored ones are not finished: a resumed run tries them again."""
         done: dict[str, str] = {}
-        for _, seen in self._lines():
-            try:
-                key = _key_of(seen)
-                status = seen["status"]
-            except (ValueError, TypeError, KeyError):
-                continue  # a line without its fields
-            if status == "errored":
-                done.pop(key, None)
-            else:
-                done[key] = str(seen.get("fingerprint", ""))
+        if not self.path.exists():
+            return done
+        with self.path.open("rb") as handle:
+            for line in handle:
+                head = _finished_head(line)
+                if head is None:
+                    continue  # a line without its fields, or one a killed process cut
+                key, status, fingerprint = head
+                if status == "errored":
+                    done.pop(key, None)
+                else:
+                    done[key] = fingerprint
         return done
 
     def append(self, result: ConversationResult) -> None:

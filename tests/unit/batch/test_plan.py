@@ -1,5 +1,6 @@
 """What a resumed run has left: counted in one pass over the suite when little is left, and
-never a conversation that an earlier attempt finished (the same one, by its fingerprint)."""
+never a conversation that an earlier attempt finished (the same one, by its fingerprint). The
+counting pass templates only what is left."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 from prefect_sessions.batch import chunks
 from prefect_sessions.batch.chunks import WHOLE_SUITE, Share, _Plan
-from prefect_sessions.conversation.dataset import iter_runs
+from prefect_sessions.conversation import dataset
+from prefect_sessions.conversation.dataset import iter_planned, iter_runs
 from prefect_sessions.conversation.results import ConversationResult, ResultStore
 from prefect_sessions.conversation.suite_file import load_suite
 
@@ -34,32 +36,78 @@ def loaded(tmp_path: Path):
 
 @pytest.fixture
 def expansions(monkeypatch) -> list[int]:
+    """The passes a plan makes over the suite."""
     counted: list[int] = []
 
     def counting(loaded):
         counted.append(1)
-        return iter_runs(loaded)
+        return iter_planned(loaded)
 
-    monkeypatch.setattr(chunks, "iter_runs", counting)
+    monkeypatch.setattr(chunks, "iter_planned", counting)
     return counted
+
+
+@pytest.fixture
+def templated(monkeypatch) -> list[str]:
+    """The conversations whose turns were templated, by id."""
+    made: list[str] = []
+    real = dataset._expand
+
+    def counting(parts, conversation_id, *args, **kwargs):
+        made.append(conversation_id)
+        return real(parts, conversation_id, *args, **kwargs)
+
+    monkeypatch.setattr(dataset, "_expand", counting)
+    return made
 
 
 def finish(store: ResultStore, loaded, keep: set[str], changed: str | None = None) -> None:
     for conversation in iter_runs(loaded):
         if conversation.id in keep:
-            fingerprint = "other" if conversation.id == changed else conversation.fingerprint
+            fingerprint = "v2:other" if conversation.id == changed else conversation.fingerprint
             store.append(
                 ConversationResult(id=conversation.id, status="passed", fingerprint=fingerprint)
             )
 
 
-def test_a_resume_with_little_left_expands_the_suite_once(tmp_path, loaded, expansions):
+def test_a_resume_with_little_left_expands_the_suite_once(tmp_path, loaded, expansions, templated):
     store = ResultStore(tmp_path / "results.jsonl")
     finish(store, loaded, {f"c-{n}" for n in range(8)}, changed="c-3")
+    templated.clear()
     plan = _Plan.of(loaded, WHOLE_SUITE, store)
     assert (plan.total, plan.resumed) == (10, 7)
     assert [c.id for c in plan.to_run] == ["c-3", "c-8", "c-9"]  # c-3 changed since
     assert len(expansions) == 1
+    assert templated == ["c-3", "c-8", "c-9"]  # nothing that is done
+
+
+def test_a_run_an_earlier_version_started_resumes_by_its_fingerprints(tmp_path, loaded):
+    """Results files written before fingerprints of spec and row hold the fingerprint of the
+    templated turns: what they finished is not run again."""
+    store = ResultStore(tmp_path / "results.jsonl")
+    for conversation in iter_runs(loaded):
+        if conversation.id in {"c-0", "c-1"}:
+            legacy = conversation.legacy_fingerprint
+            assert not legacy.startswith(dataset.FINGERPRINT_PREFIX)
+            store.append(
+                ConversationResult(id=conversation.id, status="passed", fingerprint=legacy)
+            )
+    store.append(ConversationResult(id="c-2", status="passed", fingerprint="v2:changed"))
+    plan = _Plan.of(loaded, WHOLE_SUITE, store)
+    assert plan.resumed == 2
+    assert [c.id for c in plan.to_run][:2] == ["c-2", "c-3"]
+
+
+def test_the_fingerprint_is_the_spec_and_the_row(tmp_path, loaded):
+    """The same spec and row give the same fingerprint, planned or templated; a changed turn
+    or row gives another."""
+    planned = {p.key: p.fingerprint for p in iter_planned(loaded)}
+    made = {c.key: c.fingerprint for c in iter_runs(loaded)}
+    assert planned == made
+    assert len(set(made.values())) == 10
+    (tmp_path / "suite.yaml").write_text(SUITE.replace('"hi {{ row.n }}"', '"hey {{ row.n }}"'))
+    changed = load_suite(tmp_path / "suite.yaml", environ=ENV)
+    assert not set(made.values()) & {c.fingerprint for c in iter_runs(changed)}
 
 
 def test_a_resume_with_much_left_takes_it_from_a_second_pass(

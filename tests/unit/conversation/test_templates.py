@@ -39,7 +39,7 @@ def jinja(text: str, row: dict) -> str | type[Exception]:
 
 def ours(text: str, row: dict) -> str | type[Exception]:
     try:
-        return dataset._render(text, row)
+        return dataset._renderer(text)(row)
     except TemplateError as exc:
         return type(exc)
 
