@@ -304,12 +304,47 @@ class _Plan:
         return cls(total=total, resumed=resumed, to_run=to_run)
 
 
+class _Progress:
+    """The progress artifact, moved as chunks end without holding them: one update in flight at
+    a time, the latest figure sent when it ends (ten chunks' updates each held a chunk's slot
+    for the API's round trip, about 30 ms, and the last one held the run's end)."""
+
+    def __init__(self, artifact_id: UUID) -> None:
+        self.artifact_id = artifact_id
+        self._latest: float | None = None
+        self._sending: asyncio.Future[None] | None = None
+
+    def move(self, progress: float) -> None:
+        """Send ``progress`` (percent) after what is in flight.
+
+        Raises:
+            Exception: the update before it failed (the API went away: the run stops).
+        """
+        self._latest = progress
+        if self._sending is not None and self._sending.done():
+            self._sending.result()  # raises what the last update met
+            self._sending = None
+        if self._sending is None:
+            self._sending = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        while self._latest is not None:
+            progress, self._latest = self._latest, None
+            await aupdate_progress_artifact(self.artifact_id, progress=progress)
+
+    async def settle(self) -> None:
+        """Wait for the last update (raising what it met)."""
+        if self._sending is not None:
+            await self._sending
+
+
 class _Chunks:
     """The chunk tasks of one share on this event loop, sharing one adapter and the run's slots.
 
     A chunk starts when fewer than :data:`PARALLEL_CHUNKS` chunks still have conversations
     waiting to start and fewer than :data:`MAX_CHUNKS` are held. The progress artifact moves as
-    each chunk ends; the first failure stops new chunks, and those in flight end first.
+    each chunk ends (:class:`_Progress`); the first failure stops new chunks, and those in flight
+    end first.
     """
 
     def __init__(
@@ -331,7 +366,7 @@ class _Chunks:
         self.held = asyncio.Semaphore(MAX_CHUNKS)
         self.counters = RunCounters()
         self.failures: list[BaseException] = []
-        self.progress_id: UUID | None = None
+        self.progress: _Progress | None = None
 
     async def run_all(self, conversations: Iterator[Conversation]) -> None:
         pending: set[asyncio.Task[None]] = set()
@@ -349,6 +384,11 @@ class _Chunks:
             # Every chunk ends before the adapter closes: a chunk still running must never meet
             # a closed client and report that echo instead of the cause.
             await asyncio.gather(*pending)
+        if self.progress is not None:
+            try:
+                await self.progress.settle()
+            except Exception as exc:
+                self.failures.append(exc)
 
     async def _run(self, chunk: list[Conversation]) -> None:
         dispatched = asyncio.Event()
@@ -374,10 +414,8 @@ class _Chunks:
                 await ended.aresult()  # raises the cause kept in it
             self.counters.add(cast(RunCounters, ended))
             self.done += len(chunk)
-            if self.progress_id is not None:
-                await aupdate_progress_artifact(
-                    self.progress_id, progress=100.0 * self.done / self.total
-                )
+            if self.progress is not None:
+                self.progress.move(100.0 * self.done / self.total)
         except Exception as exc:
             self.failures.append(exc)
         finally:
@@ -445,11 +483,12 @@ async def run_share(
         chunks = _Chunks(adapter, options, concurrency, results_path, plan, budget, judge)
         where = "" if share == WHOLE_SUITE else f", {share.label()}"
         if in_a_run():
-            chunks.progress_id = await acreate_progress_artifact(
+            progress_id = await acreate_progress_artifact(
                 progress=100.0 * plan.resumed / plan.total if plan.total else 100.0,
                 key=progress_key,
                 description=f"Conversations of {suite.name} done (run {options.key}{where})",
             )
+            chunks.progress = _Progress(progress_id)
         with tallying(outcome.sent):
             await chunks.run_all(plan.to_run)
     outcome.counters = chunks.counters

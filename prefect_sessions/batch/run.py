@@ -102,8 +102,11 @@ async def run_batch(options: RunOptions) -> RunSummary:
             check_output_path(options.output_path)
         loaded, options = await select(options)
         suite = loaded.suite
-        flow_run_id = await tag_this_run(suite.name, options.key)
-        compared_with = await _baseline(suite.name, options.key, options.baseline)
+        # Two requests to the API, side by side.
+        flow_run_id, compared_with = await asyncio.gather(
+            tag_this_run(suite.name, options.key),
+            _baseline(suite.name, options.key, options.baseline),
+        )
     except ConfigurationError as exc:  # a deployment's bad input: one line, not a traceback
         return cast(RunSummary, ended_with(exc))
     results_path = results_file(options.results_dir, suite.name, options.key, WHOLE_SUITE)
@@ -327,36 +330,44 @@ async def _publish(
     figures: list[dict[str, Any]] = [
         {"metric": name, "value": value} for name, value in summary.figures().items()
     ]
-    await acreate_table_artifact(
-        table=[*figures, {"metric": RUN_KEY_ROW, "value": summary.run_key}],
-        key=summary_key(summary.suite),
-        description=description,
-    )
-    await _create_table_text(
-        table, conversations_key(summary.suite), f"{description}: each conversation's verdict"
-    )
+    # Sent side by side: each is a round trip to the API, at the end of every run.
+    sending = [
+        acreate_table_artifact(
+            table=[*figures, {"metric": RUN_KEY_ROW, "value": summary.run_key}],
+            key=summary_key(summary.suite),
+            description=description,
+        ),
+        _create_table_text(
+            table, conversations_key(summary.suite), f"{description}: each conversation's verdict"
+        ),
+        acreate_markdown_artifact(
+            markdown=markdown_report(summary, failing, not_passed),
+            key=f"{key}-report",
+            description=f"{summary.suite}: failures by cause, with their transcripts",
+        ),
+    ]
     if summary.comparison is not None:
-        await acreate_markdown_artifact(
-            markdown=comparison_markdown(summary.comparison),
-            key=f"{key}-comparison",
-            description=f"{description} {summary.comparison.line()}",
+        sending.append(
+            acreate_markdown_artifact(
+                markdown=comparison_markdown(summary.comparison),
+                key=f"{key}-comparison",
+                description=f"{description} {summary.comparison.line()}",
+            )
         )
     if summary.output_path is not None:
-        await acreate_markdown_artifact(
-            markdown=(
-                f"# Output dataset of {summary.suite}\n\n{summary.output_rows} rows "
-                f"(one per conversation run) in `{summary.output_path}`: the "
-                "input row's columns, the named outputs, `conversation`, `status`, `reason` and "
-                "`output_notes`."
-            ),
-            key=f"{key}-output",
-            description=f"{description}: where the output dataset is",
+        sending.append(
+            acreate_markdown_artifact(
+                markdown=(
+                    f"# Output dataset of {summary.suite}\n\n{summary.output_rows} rows "
+                    f"(one per conversation run) in `{summary.output_path}`: the "
+                    "input row's columns, the named outputs, `conversation`, `status`, `reason` "
+                    "and `output_notes`."
+                ),
+                key=f"{key}-output",
+                description=f"{description}: where the output dataset is",
+            )
         )
-    await acreate_markdown_artifact(
-        markdown=markdown_report(summary, failing, not_passed),
-        key=f"{key}-report",
-        description=f"{summary.suite}: failures by cause, with their transcripts",
-    )
+    await asyncio.gather(*sending)
 
 
 __all__ = [
