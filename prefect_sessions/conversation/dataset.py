@@ -349,6 +349,29 @@ def _expand(
     row: Mapping[str, Any],
     origin: str,
     tags: tuple[str, ...],
+    *,
+    source: str,
+    hint: str,
+    **fields: Any,
+) -> Conversation:
+    """The conversation of a row, its turns templated and checked.
+
+    Raises:
+        SuiteError: a template or a templated value is wrong, located in ``source`` (the
+            suite's path) at ``origin``, with ``hint`` after the cause.
+    """
+    try:
+        return _templated(parts, conversation_id, row, origin, tags, **fields)
+    except ValueError as exc:
+        raise SuiteError(source, [f"{source}: {origin}: {exc}{hint}"]) from None
+
+
+def _templated(
+    parts: _Parts,
+    conversation_id: str,
+    row: Mapping[str, Any],
+    origin: str,
+    tags: tuple[str, ...],
     **fields: Any,
 ) -> Conversation:
     try:
@@ -474,35 +497,21 @@ def _walk(loaded: LoadedSuite, *, selected: bool, runs: bool) -> Iterator[Planne
             if selected and not selection.takes(conversation_id, tags):
                 continue
 
-            def conversation(
-                parts: _Parts = parts,
-                conversation_id: str = conversation_id,
-                row: dict[str, Any] = row,
-                origin: str = origin,
-                tags: tuple[str, ...] = tags,
-                first: int = position,
-                outputs: Mapping[str, Output] = outputs,
-                repeats: int = repeats,
-                pass_rate: float = pass_rate,
-                text: str = text,
-                hint: str = hint,
-            ) -> Conversation:
-                try:
-                    return _expand(
-                        parts,
-                        conversation_id,
-                        row,
-                        origin,
-                        tags,
-                        repeats=repeats,
-                        pass_rate=pass_rate,
-                        outputs=outputs,
-                        position=first,
-                        spec_text=text,
-                    )
-                except ValueError as exc:
-                    raise SuiteError(source, [f"{source}: {origin}: {exc}{hint}"]) from None
-
+            conversation = functools.partial(
+                _expand,
+                parts,
+                conversation_id,
+                row,
+                origin,
+                tags,
+                source=source,
+                hint=hint,
+                repeats=repeats,
+                pass_rate=pass_rate,
+                outputs=outputs,
+                position=position,
+                spec_text=text,
+            )
             yield PlannedRun(run_key_of(conversation_id, 1, repeats), conversation, text, row)
             for repetition in range(2, repeats + 1) if runs else ():
                 yield PlannedRun(
