@@ -361,20 +361,6 @@ def _expand(
             suite's path) at ``origin``, with ``hint`` after the cause.
     """
     try:
-        return _templated(parts, conversation_id, row, origin, tags, **fields)
-    except ValueError as exc:
-        raise SuiteError(source, [f"{source}: {origin}: {exc}{hint}"]) from None
-
-
-def _templated(
-    parts: _Parts,
-    conversation_id: str,
-    row: Mapping[str, Any],
-    origin: str,
-    tags: tuple[str, ...],
-    **fields: Any,
-) -> Conversation:
-    try:
         variables = dict(parts.variables(row))  # its own, though a row may change none
         turns = tuple(
             part if isinstance(part, Turn) else Turn.model_validate(part(row))
@@ -390,21 +376,24 @@ def _templated(
             else SimulateSpec.model_validate(parts.simulate(row))
         )
     except TemplateError as exc:
-        raise ValueError(f"template error: {exc.message or exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise ValueError(f"after templating: {first}") from None
-    return Conversation(
-        conversation_id,
-        variables,
-        turns,
-        origin,
-        tags,
-        expect=expect,
-        simulate=simulate,
-        row=row,
-        **fields,
-    )
+        cause = f"template error: {exc.message or exc}"
+    except ValidationError as exc:  # before ValueError, which it is
+        cause = "after templating: " + exc.errors()[0]["msg"].removeprefix("Value error, ")
+    except ValueError as exc:
+        cause = str(exc)
+    else:
+        return Conversation(
+            conversation_id,
+            variables,
+            turns,
+            origin,
+            tags,
+            expect=expect,
+            simulate=simulate,
+            row=row,
+            **fields,
+        )
+    raise SuiteError(source, [f"{source}: {origin}: {cause}{hint}"])
 
 
 @dataclass(frozen=True)
