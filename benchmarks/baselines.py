@@ -36,6 +36,7 @@ from tenacity import (
 )
 
 from prefect_sessions.errors import ProviderUnavailableError, RateLimitedError
+from prefect_sessions.http.pool import use_httpcore2_pool
 from prefect_sessions.seam.adapter import ConversationFailure
 from prefect_sessions.seam.turns import Reply, Turn
 from prefect_sessions.voiceflow.models import (
@@ -244,14 +245,20 @@ class RawVoiceflowAdapter:
         """Nothing to send: like the engine's adapter without the suite's ``cleanup``."""
 
 
-async def bare_loop(base_url: str, conversations: int, concurrency: int) -> int:
+async def bare_loop(
+    base_url: str, conversations: int, concurrency: int, *, httpcore2_pool: bool = False
+) -> int:
     """The smallest client that makes each conversation's requests: ``concurrency`` workers over
-    one ``httpx.AsyncClient``, no retries, no checks, no results kept. Returns requests sent."""
+    one ``httpx.AsyncClient``, no retries, no checks, no results kept. Returns requests sent.
+    ``httpcore2_pool``: on the pool ``prefect_sessions`` uses (to tell the engine's own cost
+    apart from the pool's)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     project = "bench-project"
     sent = 0
     remaining = iter(range(conversations))
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
+        if httpcore2_pool:
+            use_httpcore2_pool(client, ssl_context=httpx.create_ssl_context(), limits=limits)
 
         async def conversation(number: int) -> None:
             nonlocal sent

@@ -6,7 +6,10 @@ No rate limit, emulator latency 20 ms. At the same concurrency, against the same
   nothing checked or kept (``benchmarks.baselines.bare_loop``);
 - ``engine + runner``: ``run_conversations`` with the Voiceflow adapter, no Prefect;
 - ``batch flow``: the ``batch-conversations`` Prefect flow (chunks as task runs, results file,
-  artifacts), timed around the call.
+  artifacts), timed around the call;
+- ``bare, httpcore2's pool``: the bare loop on the connection pool ``prefect_sessions`` uses
+  (``prefect_sessions.http.pool``), shown to tell the engine's own cost apart from the pool's;
+  the goal is judged against the bare loop on httpx's own pool.
 
 Run: ``python -m benchmarks.overhead``.
 """
@@ -77,7 +80,12 @@ def run(
 ) -> dict[str, Any]:
     """Measure the three clients in ``rounds`` interleaved rounds (the order rotates each round, so
     a busy neighbour on the machine slows every client alike); the report."""
-    clients = ("bare asyncio+httpx", "engine + runner (no Prefect)", "batch flow (Prefect)")
+    clients = (
+        "bare asyncio+httpx",
+        "engine + runner (no Prefect)",
+        "batch flow (Prefect)",
+        "bare, httpcore2's pool",
+    )
     seconds = dict.fromkeys(clients, 0.0)
     per_round: list[dict[str, float]] = [{} for _ in range(rounds)]
     cpu = dict.fromkeys(clients, 0.0)
@@ -98,6 +106,9 @@ def run(
             started, cpu_started = now(), time.process_time()
             if client == clients[0]:
                 asyncio.run(bare_loop(emulator.url, conversations, concurrency))
+            elif client == clients[3]:
+                pooled = bare_loop(emulator.url, conversations, concurrency, httpcore2_pool=True)
+                asyncio.run(pooled)
             elif client == clients[1]:
                 store = work / f"engine-{number}.jsonl"
                 asyncio.run(_engine(suite_path, emulator.url, concurrency, store))
@@ -133,12 +144,14 @@ def run(
     bare = rows[0]["conversations_per_s"]
     for item in rows:
         item["ratio_to_bare"] = item["conversations_per_s"] / bare
-    ratio = rows[-1]["ratio_to_bare"]
+    ratio = rows[2]["ratio_to_bare"]  # the batch flow's
     # Each round's ratio (the same conversations, back to back): the spread says how stable.
     rounds_flow = [r[clients[0]] / r[clients[2]] for r in per_round]
     rounds_engine = [r[clients[0]] / r[clients[1]] for r in per_round]
+    rounds_pool = [r[clients[0]] / r[clients[3]] for r in per_round]
     rounds_bare = [1.0] * rounds
-    for item, by_round in zip(rows, (rounds_bare, rounds_engine, rounds_flow), strict=True):
+    by_client = (rounds_bare, rounds_engine, rounds_flow, rounds_pool)
+    for item, by_round in zip(rows, by_client, strict=True):
         item["round_ratios"] = " ".join(f"{value:.3f}" for value in by_round)
     lowest = min(rounds_flow)
     return {

@@ -39,6 +39,7 @@ from prefect_sessions.http.envelope import GENERIC, Envelope, UnreadableAnswer
 from prefect_sessions.http.hints import retry_hint, should_retry_header
 from prefect_sessions.http.pacers import Pacers, default_pacers
 from prefect_sessions.http.pacing import Pacer
+from prefect_sessions.http.pool import use_httpcore2_pool
 from prefect_sessions.http.retry import (
     RetryPolicy,
     gave_up_detail,
@@ -239,6 +240,8 @@ class HttpClient:
                 limits=self._limits,
                 follow_redirects=False,
             )
+            if self._transport is None:
+                use_httpcore2_pool(self._client, ssl_context=_ssl_context(), limits=self._limits)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
