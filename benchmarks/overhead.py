@@ -78,7 +78,7 @@ def run(
     rounds: int = 3,
     own_server: bool = True,
 ) -> dict[str, Any]:
-    """Measure the three clients in ``rounds`` interleaved rounds (the order rotates each round, so
+    """Measure the four clients in ``rounds`` interleaved rounds (the order rotates each round, so
     a busy neighbour on the machine slows every client alike); the report."""
     clients = (
         "bare asyncio+httpx",

@@ -127,8 +127,9 @@ def use_httpcore2_pool(
     client: httpx.AsyncClient, *, ssl_context: ssl.SSLContext, limits: httpx.Limits
 ) -> bool:
     """Give ``client``'s direct transport httpcore2's pool (same TLS context and limits); whether
-    it did. A proxied transport, a transport the caller gave, or an httpx of another shape keeps
-    httpx's own pool."""
+    it did. Only for a client whose transport httpx built itself: a transport a caller built
+    carries settings of its own (retries, a local address) that the new pool would drop. A
+    proxied transport, or an httpx of another shape, keeps httpx's own pool."""
     transport = getattr(client, "_transport", None)
     if type(transport) is not httpx.AsyncHTTPTransport:
         return False

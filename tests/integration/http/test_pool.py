@@ -186,6 +186,11 @@ async def test_the_engine_reads_a_sent_interact_with_no_answer_as_outcome_unknow
 async def test_a_given_transport_and_the_environments_proxies_keep_httpxs_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    given = httpx.AsyncHTTPTransport(retries=2)  # its own settings: its own pool stays
+    async with _client("http://127.0.0.1:9", transport=given) as client:
+        assert client._require_open()._transport is given
+        assert isinstance(given._pool, httpcore.AsyncConnectionPool)
+
     mocked = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
     assert not use_httpcore2_pool(
         mocked, ssl_context=httpx.create_ssl_context(), limits=httpx.Limits()
