@@ -393,7 +393,12 @@ def _expand(
             row=row,
             **fields,
         )
-    raise SuiteError(source, [f"{source}: {origin}: {cause}{hint}"])
+    raise _row_error(source, origin, cause, hint)
+
+
+def _row_error(source: str, origin: str, cause: object, hint: str) -> SuiteError:
+    """What a row that cannot be expanded raises: where it is, the cause, the hint."""
+    return SuiteError(source, [f"{source}: {origin}: {cause}{hint}"])
 
 
 @dataclass(frozen=True)
@@ -473,7 +478,7 @@ def _walk(loaded: LoadedSuite, *, selected: bool, runs: bool) -> Iterator[Planne
                 conversation_id = _conversation_id(parts, row)
                 tags = tuple(dict.fromkeys([*spec.tags, *_row_tags(row)]))  # in order, each once
             except ValueError as exc:
-                raise SuiteError(source, [f"{source}: {origin}: {exc}{hint}"]) from None
+                raise _row_error(source, origin, exc, hint) from None
             if conversation_id in seen:
                 raise SuiteError(
                     source,
@@ -501,11 +506,15 @@ def _walk(loaded: LoadedSuite, *, selected: bool, runs: bool) -> Iterator[Planne
                 position=position,
                 spec_text=text,
             )
-            yield PlannedRun(run_key_of(conversation_id, 1, repeats), conversation, text, row)
+            # The runs of a repeated conversation share one templating of it.
+            first: Callable[[], Conversation] = (
+                functools.cache(conversation) if runs and repeats > 1 else conversation
+            )
+            yield PlannedRun(run_key_of(conversation_id, 1, repeats), first, text, row)
             for repetition in range(2, repeats + 1) if runs else ():
                 yield PlannedRun(
                     run_key_of(conversation_id, repetition, repeats),
-                    functools.partial(_repetition, conversation, repetition),
+                    functools.partial(_repetition, first, repetition),
                     text,
                     row,
                 )

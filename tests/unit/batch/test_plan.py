@@ -127,3 +127,20 @@ def test_a_fresh_run_expands_the_suite_lazily(tmp_path, loaded, expansions):
     assert (plan.total, plan.resumed) == (10, 0)
     assert next(plan.to_run).id == "c-0"
     assert len(expansions) == 1
+
+
+def test_the_runs_of_a_repeated_conversation_template_it_once(tmp_path, templated):
+    (tmp_path / "rows.csv").write_text("n\n1\n2\n")
+    (tmp_path / "suite.yaml").write_text(SUITE + "    repeat: 3\n")
+    repeated = load_suite(tmp_path / "suite.yaml", environ=ENV)
+    templated.clear()  # loading checks each conversation once
+    runs = list(iter_runs(repeated))
+    assert [(c.id, c.repetition, c.position) for c in runs] == [
+        ("c-1", 1, 0),
+        ("c-1", 2, 1),
+        ("c-1", 3, 2),
+        ("c-2", 1, 3),
+        ("c-2", 2, 4),
+        ("c-2", 3, 5),
+    ]
+    assert templated == ["c-1", "c-2"]
